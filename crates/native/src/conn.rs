@@ -1,0 +1,940 @@
+//! One SQLite connection with its own prepared-statement handles, plus the
+//! hot path: binding Python parameters and building rows straight from
+//! SQLite's column values.
+//!
+//! Statements prepared through `Database.prepare()` live in `slots`, indexed
+//! by the statement's slot number: a lookup is a bounds check and an id
+//! compare, with no hashing of the SQL text. Ad-hoc SQL strings go through a
+//! small per-connection cache keyed by the text (the convenience path).
+
+use crate::errors::{self, DataError, ProgrammingError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::ffi as pyffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use rusqlite::ffi;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, CStr};
+use std::ptr;
+
+/// Upper bound on the ad-hoc SQL cache of one connection.
+const ADHOC_CAPACITY: usize = 256;
+
+#[derive(Clone, Copy, Debug)]
+pub struct StmtInfo {
+    pub readonly: bool,
+    pub txn_control: bool,
+    /// Must run outside a transaction (VACUUM, some PRAGMAs, ATTACH).
+    pub no_wrap: bool,
+}
+
+/// What a prepared `Statement` object shares with the connections.
+pub struct StmtShared {
+    pub db_id: u64,
+    pub id: u64,
+    pub slot: usize,
+    pub sql: String,
+    pub info: StmtInfo,
+    pub param_count: i32,
+    /// Names (without the `:`/`@`/`$` prefix) of each parameter, `None` for
+    /// positional ones. Index 0 is parameter 1.
+    pub param_names: Vec<Option<Py<PyString>>>,
+    pub columns: Py<PyTuple>,
+}
+
+pub struct Conn {
+    // Field order matters: statements are finalized in Drop before `conn`
+    // closes the handle.
+    db: *mut ffi::sqlite3,
+    slots: Vec<Option<(u64, *mut ffi::sqlite3_stmt)>>,
+    adhoc: HashMap<Box<str>, (*mut ffi::sqlite3_stmt, StmtInfo)>,
+    /// SQL text of ad-hoc statements that must run on the writer (a read
+    /// statement whose functions write, e.g. `SELECT notify(...)`).
+    pub needs_writer: std::collections::HashSet<Box<str>>,
+    begin_immediate: *mut ffi::sqlite3_stmt,
+    commit: *mut ffi::sqlite3_stmt,
+    rollback: *mut ffi::sqlite3_stmt,
+    pub conn: rusqlite::Connection,
+}
+
+// SAFETY: a Conn is only ever used by one thread at a time (it is moved in
+// and out of the writer slot / reader pool / a session); SQLite is compiled
+// threadsafe (serialized by default in the bundled build).
+unsafe impl Send for Conn {}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        unsafe {
+            for (_, s) in self.slots.drain(..).flatten() {
+                ffi::sqlite3_finalize(s);
+            }
+            for (_, (s, _)) in self.adhoc.drain() {
+                ffi::sqlite3_finalize(s);
+            }
+            for s in [self.begin_immediate, self.commit, self.rollback] {
+                if !s.is_null() {
+                    ffi::sqlite3_finalize(s);
+                }
+            }
+        }
+    }
+}
+
+/// Error raised by a prepare: SQLite's code and message.
+pub struct PrepareError {
+    pub code: i32,
+    pub msg: String,
+}
+
+impl PrepareError {
+    pub fn into_py(self, py: Python<'_>) -> PyErr {
+        if self.code == -1 {
+            return ProgrammingError::new_err(self.msg);
+        }
+        errors::sqlite_error(py, self.code, &self.msg)
+    }
+}
+
+/// First keyword of `sql`, upper-cased, skipping white space and comments.
+fn leading_keyword(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    loop {
+        while i < b.len() && (b[i] as char).is_ascii_whitespace() {
+            i += 1;
+        }
+        if b[i..].starts_with(b"--") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        if b[i..].starts_with(b"/*") {
+            match sql[i + 2..].find("*/") {
+                Some(end) => {
+                    i += end + 4;
+                    continue;
+                }
+                None => return String::new(),
+            }
+        }
+        break;
+    }
+    let start = i;
+    while i < b.len() && (b[i] as char).is_ascii_alphabetic() {
+        i += 1;
+    }
+    sql[start..i].to_ascii_uppercase()
+}
+
+/// True when `s` holds nothing but white space, `;` and comments.
+fn only_trivia(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_whitespace() || b[i] == b';' {
+            i += 1;
+        } else if b[i..].starts_with(b"--") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"/*") {
+            match s[i + 2..].find("*/") {
+                Some(end) => i += end + 4,
+                None => return true,
+            }
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+pub fn is_txn_control(sql: &str) -> bool {
+    matches!(
+        leading_keyword(sql).as_str(),
+        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE"
+    )
+}
+
+impl Conn {
+    fn wrap(conn: rusqlite::Connection) -> Conn {
+        let db = unsafe { conn.handle() };
+        Conn {
+            db,
+            slots: Vec::new(),
+            adhoc: HashMap::new(),
+            needs_writer: Default::default(),
+            begin_immediate: ptr::null_mut(),
+            commit: ptr::null_mut(),
+            rollback: ptr::null_mut(),
+            conn,
+        }
+    }
+
+    /// The writer: honker's PRAGMA defaults, `notify()` and every
+    /// `honker_*` SQL function.
+    pub fn open_writer(path: &str) -> Result<Conn, honker_core::Error> {
+        let conn = honker_core::open_conn(path, true)?;
+        honker_core::attach_honker_functions(&conn)?;
+        Ok(Conn::wrap(conn))
+    }
+
+    /// A reader: same PRAGMAs, the honker functions registered (so reading
+    /// ones such as `honker_get_job` work) and `query_only` on, so a write
+    /// sent to a reader fails instead of bypassing the writer slot.
+    pub fn open_reader(path: &str) -> Result<Conn, honker_core::Error> {
+        let conn = honker_core::open_conn(path, false)?;
+        honker_core::attach_notify(&conn)?;
+        honker_core::attach_honker_functions(&conn)?;
+        conn.execute_batch("PRAGMA query_only = 1;")?;
+        Ok(Conn::wrap(conn))
+    }
+
+    #[inline]
+    pub fn handle(&self) -> *mut ffi::sqlite3 {
+        self.db
+    }
+
+    /// Prepare one statement. Errors: SQLite's, an empty statement, or
+    /// trailing statements after the first.
+    pub fn prepare_raw(&self, sql: &str) -> Result<*mut ffi::sqlite3_stmt, PrepareError> {
+        let mut stmt = ptr::null_mut();
+        let mut tail: *const c_char = ptr::null();
+        let len = c_int::try_from(sql.len()).map_err(|_| PrepareError {
+            code: ffi::SQLITE_TOOBIG,
+            msg: "SQL text is too long".into(),
+        })?;
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v3(
+                self.db,
+                sql.as_ptr() as *const c_char,
+                len,
+                ffi::SQLITE_PREPARE_PERSISTENT as u32,
+                &mut stmt,
+                &mut tail,
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            let msg = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.db)) }
+                .to_string_lossy()
+                .into_owned();
+            let code = unsafe { ffi::sqlite3_extended_errcode(self.db) };
+            return Err(PrepareError { code, msg });
+        }
+        if stmt.is_null() {
+            return Err(PrepareError {
+                code: -1,
+                msg: "empty SQL statement: nothing to execute".into(),
+            });
+        }
+        let used = tail as usize - sql.as_ptr() as usize;
+        let rest = &sql[used.min(sql.len())..];
+        if !only_trivia(rest) {
+            unsafe { ffi::sqlite3_finalize(stmt) };
+            return Err(PrepareError {
+                code: -1,
+                msg: "you can only execute one statement at a time (use executescript for scripts)"
+                    .into(),
+            });
+        }
+        Ok(stmt)
+    }
+
+    pub fn info_of(stmt: *mut ffi::sqlite3_stmt, sql: &str) -> StmtInfo {
+        let kw = leading_keyword(sql);
+        StmtInfo {
+            readonly: unsafe { ffi::sqlite3_stmt_readonly(stmt) } != 0,
+            txn_control: matches!(
+                kw.as_str(),
+                "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE"
+            ),
+            no_wrap: matches!(kw.as_str(), "VACUUM" | "PRAGMA" | "ATTACH" | "DETACH"),
+        }
+    }
+
+    /// Handle for a `Statement` object, compiled on first use on this
+    /// connection and reused afterwards.
+    #[inline]
+    pub fn stmt_for(&mut self, s: &StmtShared) -> Result<*mut ffi::sqlite3_stmt, PrepareError> {
+        if let Some(Some((id, p))) = self.slots.get(s.slot) {
+            if *id == s.id {
+                return Ok(*p);
+            }
+        }
+        let p = self.prepare_raw(&s.sql)?;
+        if self.slots.len() <= s.slot {
+            self.slots.resize(s.slot + 1, None);
+        }
+        if let Some((_, old)) = self.slots[s.slot].replace((s.id, p)) {
+            unsafe { ffi::sqlite3_finalize(old) };
+        }
+        Ok(p)
+    }
+
+    /// Handle for ad-hoc SQL text (cached per connection by the text).
+    pub fn stmt_for_sql(&mut self, sql: &str) -> Result<(*mut ffi::sqlite3_stmt, StmtInfo), PrepareError> {
+        if let Some(&(p, info)) = self.adhoc.get(sql) {
+            return Ok((p, info));
+        }
+        let p = self.prepare_raw(sql)?;
+        let info = Conn::info_of(p, sql);
+        if self.adhoc.len() >= ADHOC_CAPACITY {
+            for (_, (s, _)) in self.adhoc.drain() {
+                unsafe { ffi::sqlite3_finalize(s) };
+            }
+        }
+        self.adhoc.insert(sql.into(), (p, info));
+        Ok((p, info))
+    }
+
+    fn control(&mut self, which: u8) -> Result<(), i32> {
+        let (slot, sql) = match which {
+            0 => (&mut self.begin_immediate, "BEGIN IMMEDIATE"),
+            1 => (&mut self.commit, "COMMIT"),
+            _ => (&mut self.rollback, "ROLLBACK"),
+        };
+        unsafe {
+            if slot.is_null() {
+                let mut s = ptr::null_mut();
+                let rc = ffi::sqlite3_prepare_v3(
+                    self.db,
+                    sql.as_ptr() as *const c_char,
+                    sql.len() as c_int,
+                    ffi::SQLITE_PREPARE_PERSISTENT as u32,
+                    &mut s,
+                    ptr::null_mut(),
+                );
+                if rc != ffi::SQLITE_OK {
+                    return Err(ffi::sqlite3_extended_errcode(self.db));
+                }
+                *slot = s;
+            }
+            let s = *slot;
+            let rc = step_nogil(s);
+            ffi::sqlite3_reset(s);
+            if rc == ffi::SQLITE_DONE {
+                Ok(())
+            } else {
+                Err(ffi::sqlite3_extended_errcode(self.db))
+            }
+        }
+    }
+
+    pub fn begin_immediate(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.control(0).map_err(|_| unsafe { errors::last_error(py, self.db) })
+    }
+
+    pub fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.control(1).map_err(|_| unsafe { errors::last_error(py, self.db) })
+    }
+
+    /// Roll back if a transaction is open. Never fails loudly: a rollback
+    /// error leaves nothing to recover.
+    pub fn rollback(&mut self) {
+        if !self.autocommit() {
+            let _ = self.control(2);
+        }
+    }
+
+    #[inline]
+    pub fn autocommit(&self) -> bool {
+        unsafe { ffi::sqlite3_get_autocommit(self.db) != 0 }
+    }
+
+    /// Run a multi-statement script (no parameters) with the GIL released.
+    pub fn exec_script(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
+        let csql = std::ffi::CString::new(sql)
+            .map_err(|_| ProgrammingError::new_err("the script contains a NUL character"))?;
+        let db = SendPtr(self.db);
+        let rc = py.detach(move || {
+            let db = db;
+            unsafe { ffi::sqlite3_exec(db.0, csql.as_ptr(), None, ptr::null_mut(), ptr::null_mut()) }
+        });
+        if rc != ffi::SQLITE_OK {
+            return Err(unsafe { errors::last_error(py, self.db) });
+        }
+        Ok(())
+    }
+}
+
+struct SendPtr(*mut ffi::sqlite3);
+unsafe impl Send for SendPtr {}
+
+/// `sqlite3_step` with the GIL released, so other Python threads (and
+/// other readers) run while SQLite works or waits on a lock.
+///
+/// # Safety
+/// `stmt` must be a valid statement; the caller must hold the GIL.
+#[inline]
+pub unsafe fn step_nogil(stmt: *mut ffi::sqlite3_stmt) -> c_int {
+    let ts = pyffi::PyEval_SaveThread();
+    let rc = ffi::sqlite3_step(stmt);
+    pyffi::PyEval_RestoreThread(ts);
+    rc
+}
+
+// ---------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------
+
+fn param_label(stmt: *mut ffi::sqlite3_stmt, idx: c_int) -> String {
+    let name = unsafe { ffi::sqlite3_bind_parameter_name(stmt, idx) };
+    if name.is_null() {
+        format!("parameter {idx}")
+    } else {
+        format!(
+            "parameter {idx} ({})",
+            unsafe { CStr::from_ptr(name) }.to_string_lossy()
+        )
+    }
+}
+
+/// Bind one Python value. Text and bytes are bound without copying: the
+/// caller keeps the parameter objects alive until the statement is reset,
+/// and every parameter is rebound before each execution.
+///
+/// # Safety
+/// `stmt` valid; GIL held; `obj` alive until the statement is reset.
+#[inline]
+unsafe fn bind_value(
+    py: Python<'_>,
+    stmt: *mut ffi::sqlite3_stmt,
+    idx: c_int,
+    obj: *mut pyffi::PyObject,
+) -> PyResult<()> {
+    let ty = pyffi::Py_TYPE(obj);
+    let rc = if obj == pyffi::Py_None() {
+        ffi::sqlite3_bind_null(stmt, idx)
+    } else if ty == &raw mut pyffi::PyLong_Type || (ty != &raw mut pyffi::PyBool_Type && pyffi::PyLong_Check(obj) != 0) {
+        let mut overflow: c_int = 0;
+        let v = pyffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
+        if overflow != 0 {
+            return Err(PyOverflowError::new_err(format!(
+                "{}: Python int too large to convert to SQLite INTEGER (64-bit)",
+                param_label(stmt, idx)
+            )));
+        }
+        if v == -1 && !pyffi::PyErr_Occurred().is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        ffi::sqlite3_bind_int64(stmt, idx, v)
+    } else if ty == &raw mut pyffi::PyUnicode_Type || pyffi::PyUnicode_Check(obj) != 0 {
+        let mut size: pyffi::Py_ssize_t = 0;
+        let data = pyffi::PyUnicode_AsUTF8AndSize(obj, &mut size);
+        if data.is_null() {
+            let cause = PyErr::fetch(py);
+            let err = DataError::new_err(format!(
+                "{}: str cannot be encoded as UTF-8",
+                param_label(stmt, idx)
+            ));
+            err.set_cause(py, Some(cause));
+            return Err(err);
+        }
+        ffi::sqlite3_bind_text64(stmt, idx, data, size as u64, ffi::SQLITE_STATIC(), ffi::SQLITE_UTF8 as u8)
+    } else if ty == &raw mut pyffi::PyFloat_Type || pyffi::PyFloat_Check(obj) != 0 {
+        ffi::sqlite3_bind_double(stmt, idx, pyffi::PyFloat_AsDouble(obj))
+    } else if ty == &raw mut pyffi::PyBool_Type {
+        ffi::sqlite3_bind_int64(stmt, idx, (obj == pyffi::Py_True()) as i64)
+    } else if ty == &raw mut pyffi::PyBytes_Type || pyffi::PyBytes_Check(obj) != 0 {
+        let mut data: *mut c_char = ptr::null_mut();
+        let mut size: pyffi::Py_ssize_t = 0;
+        if pyffi::PyBytes_AsStringAndSize(obj, &mut data, &mut size) != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        ffi::sqlite3_bind_blob64(stmt, idx, data as *const _, size as u64, ffi::SQLITE_STATIC())
+    } else if pyffi::PyByteArray_Check(obj) != 0 || ty == &raw mut pyffi::PyMemoryView_Type {
+        let mut view: pyffi::Py_buffer = std::mem::zeroed();
+        if pyffi::PyObject_GetBuffer(obj, &mut view, pyffi::PyBUF_SIMPLE) != 0 {
+            let cause = PyErr::fetch(py);
+            let err = PyTypeError::new_err(format!(
+                "{}: buffer is not C-contiguous bytes",
+                param_label(stmt, idx)
+            ));
+            err.set_cause(py, Some(cause));
+            return Err(err);
+        }
+        let rc = ffi::sqlite3_bind_blob64(stmt, idx, view.buf as *const _, view.len as u64, ffi::SQLITE_TRANSIENT());
+        pyffi::PyBuffer_Release(&mut view);
+        rc
+    } else {
+        let bound = Bound::from_borrowed_ptr(py, obj);
+        let tname = bound
+            .get_type()
+            .fully_qualified_name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into());
+        return Err(PyTypeError::new_err(format!(
+            "{}: unsupported type '{tname}'; use None, bool, int, float, str, bytes, bytearray or memoryview",
+            param_label(stmt, idx)
+        )));
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(errors::code_error(py, rc));
+    }
+    Ok(())
+}
+
+/// Bind `params` (None, a sequence or a mapping) to every parameter of
+/// `stmt`. `names` are the cached parameter names of a prepared Statement.
+///
+/// # Safety
+/// `stmt` valid; GIL held.
+pub unsafe fn bind_params(
+    py: Python<'_>,
+    stmt: *mut ffi::sqlite3_stmt,
+    params: Option<&Bound<'_, PyAny>>,
+    names: Option<&[Option<Py<PyString>>]>,
+) -> PyResult<()> {
+    let n = ffi::sqlite3_bind_parameter_count(stmt);
+    let params = match params {
+        None => {
+            if n != 0 {
+                return Err(ProgrammingError::new_err(format!(
+                    "incorrect number of bindings supplied: the statement uses {n}, and 0 were supplied"
+                )));
+            }
+            return Ok(());
+        }
+        Some(p) if p.is_none() => {
+            if n != 0 {
+                return Err(ProgrammingError::new_err(format!(
+                    "incorrect number of bindings supplied: the statement uses {n}, and 0 were supplied"
+                )));
+            }
+            return Ok(());
+        }
+        Some(p) => p,
+    };
+    let obj = params.as_ptr();
+    let ty = pyffi::Py_TYPE(obj);
+    if ty == &raw mut pyffi::PyTuple_Type || ty == &raw mut pyffi::PyList_Type {
+        let is_tuple = ty == &raw mut pyffi::PyTuple_Type;
+        let len = if is_tuple { pyffi::PyTuple_Size(obj) } else { pyffi::PyList_Size(obj) };
+        if len != n as pyffi::Py_ssize_t {
+            return Err(ProgrammingError::new_err(format!(
+                "incorrect number of bindings supplied: the statement uses {n}, and {len} were supplied"
+            )));
+        }
+        for i in 0..n {
+            let item = if is_tuple {
+                pyffi::PyTuple_GetItem(obj, i as pyffi::Py_ssize_t)
+            } else {
+                pyffi::PyList_GetItem(obj, i as pyffi::Py_ssize_t)
+            };
+            bind_value(py, stmt, i + 1, item)?;
+        }
+        return Ok(());
+    }
+    if let Ok(dict) = params.cast::<PyDict>() {
+        for i in 1..=n {
+            let key: Bound<'_, PyString> = match names.and_then(|v| v.get((i - 1) as usize)) {
+                Some(Some(k)) => k.bind(py).clone(),
+                Some(None) => return Err(positional_in_mapping(i)),
+                None => match param_name(py, stmt, i) {
+                    Some(k) => k,
+                    None => return Err(positional_in_mapping(i)),
+                },
+            };
+            let item = pyffi::PyDict_GetItemWithError(dict.as_ptr(), key.as_ptr());
+            if item.is_null() {
+                if !pyffi::PyErr_Occurred().is_null() {
+                    return Err(PyErr::fetch(py));
+                }
+                return Err(ProgrammingError::new_err(format!(
+                    "you did not supply a value for binding parameter :{}",
+                    key.to_string_lossy()
+                )));
+            }
+            // Keep a strong reference while binding (the dict owns it).
+            bind_value(py, stmt, i, item)?;
+        }
+        return Ok(());
+    }
+    if params.is_instance_of::<PyString>()
+        || params.is_instance_of::<pyo3::types::PyBytes>()
+        || params.is_instance_of::<pyo3::types::PyByteArray>()
+    {
+        return Err(ProgrammingError::new_err(
+            "parameters must be a sequence or a mapping, not a str or bytes",
+        ));
+    }
+    if params.hasattr(pyo3::intern!(py, "keys"))? {
+        // A general Mapping.
+        for i in 1..=n {
+            let key = match names.and_then(|v| v.get((i - 1) as usize)) {
+                Some(Some(k)) => k.bind(py).clone(),
+                Some(None) => return Err(positional_in_mapping(i)),
+                None => match param_name(py, stmt, i) {
+                    Some(k) => k,
+                    None => return Err(positional_in_mapping(i)),
+                },
+            };
+            let item = match params.get_item(&key) {
+                Ok(v) => v,
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyError>(py) => {
+                    return Err(ProgrammingError::new_err(format!(
+                        "you did not supply a value for binding parameter :{}",
+                        key.to_string_lossy()
+                    )))
+                }
+                Err(e) => return Err(e),
+            };
+            bind_value(py, stmt, i, item.as_ptr())?;
+            // `item` may be a fresh object: keep it alive past the step by
+            // binding a copy for text/blob.
+            keep_alive(py, stmt, i, &item)?;
+        }
+        return Ok(());
+    }
+    // A general sequence.
+    let len = params.len().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "parameters must be a sequence or a mapping, not '{}'",
+            params.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        ))
+    })?;
+    if len != n as usize {
+        return Err(ProgrammingError::new_err(format!(
+            "incorrect number of bindings supplied: the statement uses {n}, and {len} were supplied"
+        )));
+    }
+    for i in 0..n {
+        let item = params.get_item(i)?;
+        bind_value(py, stmt, i + 1, item.as_ptr())?;
+        keep_alive(py, stmt, i + 1, &item)?;
+    }
+    Ok(())
+}
+
+/// Items fetched from generic containers may be temporaries: rebind their
+/// text/blob with a private copy so nothing dangles.
+unsafe fn keep_alive(
+    py: Python<'_>,
+    stmt: *mut ffi::sqlite3_stmt,
+    idx: c_int,
+    item: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if pyffi::Py_REFCNT(item.as_ptr()) > 1 {
+        return Ok(()); // owned elsewhere too: outlives this call
+    }
+    let obj = item.as_ptr();
+    let rc = if pyffi::PyUnicode_Check(obj) != 0 {
+        let mut size: pyffi::Py_ssize_t = 0;
+        let data = pyffi::PyUnicode_AsUTF8AndSize(obj, &mut size);
+        ffi::sqlite3_bind_text64(stmt, idx, data, size as u64, ffi::SQLITE_TRANSIENT(), ffi::SQLITE_UTF8 as u8)
+    } else if pyffi::PyBytes_Check(obj) != 0 {
+        let mut data: *mut c_char = ptr::null_mut();
+        let mut size: pyffi::Py_ssize_t = 0;
+        pyffi::PyBytes_AsStringAndSize(obj, &mut data, &mut size);
+        ffi::sqlite3_bind_blob64(stmt, idx, data as *const _, size as u64, ffi::SQLITE_TRANSIENT())
+    } else {
+        ffi::SQLITE_OK
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(errors::code_error(py, rc));
+    }
+    Ok(())
+}
+
+fn positional_in_mapping(i: c_int) -> PyErr {
+    ProgrammingError::new_err(format!(
+        "parameter {i} is positional (?), but the parameters were given as a mapping"
+    ))
+}
+
+/// Name of parameter `i` without its prefix character.
+pub fn param_name<'py>(py: Python<'py>, stmt: *mut ffi::sqlite3_stmt, i: c_int) -> Option<Bound<'py, PyString>> {
+    let name = unsafe { ffi::sqlite3_bind_parameter_name(stmt, i) };
+    if name.is_null() {
+        return None;
+    }
+    let s = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+    if s.starts_with('?') {
+        return None;
+    }
+    Some(PyString::new(py, &s[1..]))
+}
+
+// ---------------------------------------------------------------------
+// Rows
+// ---------------------------------------------------------------------
+
+fn column_label(stmt: *mut ffi::sqlite3_stmt, i: c_int) -> String {
+    let name = unsafe { ffi::sqlite3_column_name(stmt, i) };
+    if name.is_null() {
+        format!("column {i}")
+    } else {
+        format!("column {i} ({:?})", unsafe { CStr::from_ptr(name) }.to_string_lossy())
+    }
+}
+
+/// New reference to the Python value of column `i` of the current row.
+///
+/// # Safety
+/// `stmt` positioned on a row; GIL held.
+#[inline]
+unsafe fn column_value(py: Python<'_>, stmt: *mut ffi::sqlite3_stmt, i: c_int) -> PyResult<*mut pyffi::PyObject> {
+    let obj = match ffi::sqlite3_column_type(stmt, i) {
+        ffi::SQLITE_INTEGER => pyffi::PyLong_FromLongLong(ffi::sqlite3_column_int64(stmt, i)),
+        ffi::SQLITE_FLOAT => pyffi::PyFloat_FromDouble(ffi::sqlite3_column_double(stmt, i)),
+        ffi::SQLITE_TEXT => {
+            let data = ffi::sqlite3_column_text(stmt, i);
+            let len = ffi::sqlite3_column_bytes(stmt, i);
+            let o = pyffi::PyUnicode_DecodeUTF8(data as *const c_char, len as pyffi::Py_ssize_t, c"strict".as_ptr());
+            if o.is_null() {
+                let cause = PyErr::fetch(py);
+                let err = DataError::new_err(format!(
+                    "{} holds text that is not valid UTF-8; read it as a BLOB (CAST(x AS BLOB)) instead",
+                    column_label(stmt, i)
+                ));
+                err.set_cause(py, Some(cause));
+                return Err(err);
+            }
+            o
+        }
+        ffi::SQLITE_BLOB => {
+            let data = ffi::sqlite3_column_blob(stmt, i);
+            let len = ffi::sqlite3_column_bytes(stmt, i);
+            pyffi::PyBytes_FromStringAndSize(data as *const c_char, len as pyffi::Py_ssize_t)
+        }
+        _ => {
+            let none = pyffi::Py_None();
+            pyffi::Py_IncRef(none);
+            none
+        }
+    };
+    if obj.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(obj)
+}
+
+/// The current row as a new tuple (owned pointer).
+///
+/// # Safety
+/// `stmt` positioned on a row; GIL held.
+#[inline]
+pub unsafe fn row_tuple(py: Python<'_>, stmt: *mut ffi::sqlite3_stmt, ncols: c_int) -> PyResult<*mut pyffi::PyObject> {
+    let t = pyffi::PyTuple_New(ncols as pyffi::Py_ssize_t);
+    if t.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    for i in 0..ncols {
+        match column_value(py, stmt, i) {
+            Ok(v) => {
+                pyffi::PyTuple_SetItem(t, i as pyffi::Py_ssize_t, v);
+            }
+            Err(e) => {
+                pyffi::Py_DecRef(t);
+                return Err(e);
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// Column names of a statement as Python strings.
+pub fn column_names<'py>(py: Python<'py>, stmt: *mut ffi::sqlite3_stmt) -> Vec<Bound<'py, PyString>> {
+    let n = unsafe { ffi::sqlite3_column_count(stmt) };
+    (0..n)
+        .map(|i| {
+            let p = unsafe { ffi::sqlite3_column_name(stmt, i) };
+            let s = if p.is_null() {
+                std::borrow::Cow::Borrowed("")
+            } else {
+                unsafe { CStr::from_ptr(p) }.to_string_lossy()
+            };
+            PyString::new(py, &s)
+        })
+        .collect()
+}
+
+/// The current row as a dict keyed by column name.
+///
+/// # Safety
+/// `stmt` positioned on a row; GIL held.
+pub unsafe fn row_dict<'py>(
+    py: Python<'py>,
+    stmt: *mut ffi::sqlite3_stmt,
+    names: &[Bound<'py, PyString>],
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (i, name) in names.iter().enumerate() {
+        let v = Bound::from_owned_ptr(py, column_value(py, stmt, i as c_int)?);
+        d.set_item(name, v)?;
+    }
+    Ok(d)
+}
+
+// ---------------------------------------------------------------------
+// Running one statement
+// ---------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    Exec,
+    One,
+    All,
+    Dicts,
+}
+
+/// What a run produced.
+pub enum Produced {
+    Exec { changes: i64, lastrowid: i64 },
+    Obj(Py<PyAny>),
+}
+
+/// Bind, step and collect one statement, then reset it.
+///
+/// # Safety
+/// `stmt` belongs to `db`; GIL held; the connection is used by this thread only.
+pub unsafe fn run(
+    py: Python<'_>,
+    db: *mut ffi::sqlite3,
+    stmt: *mut ffi::sqlite3_stmt,
+    params: Option<&Bound<'_, PyAny>>,
+    names: Option<&[Option<Py<PyString>>]>,
+    out: Out,
+) -> PyResult<Produced> {
+    if let Err(e) = bind_params(py, stmt, params, names) {
+        ffi::sqlite3_clear_bindings(stmt);
+        return Err(e);
+    }
+    let result = collect(py, db, stmt, out);
+    ffi::sqlite3_reset(stmt);
+    result
+}
+
+#[inline]
+unsafe fn step_error(py: Python<'_>, db: *mut ffi::sqlite3, stmt: *mut ffi::sqlite3_stmt) -> PyErr {
+    let err = errors::last_error(py, db);
+    ffi::sqlite3_reset(stmt);
+    err
+}
+
+unsafe fn collect(
+    py: Python<'_>,
+    db: *mut ffi::sqlite3,
+    stmt: *mut ffi::sqlite3_stmt,
+    out: Out,
+) -> PyResult<Produced> {
+    match out {
+        Out::Exec => {
+            let before = ffi::sqlite3_total_changes64(db);
+            loop {
+                match step_nogil(stmt) {
+                    ffi::SQLITE_ROW => continue,
+                    ffi::SQLITE_DONE => break,
+                    _ => return Err(step_error(py, db, stmt)),
+                }
+            }
+            let changes = if ffi::sqlite3_total_changes64(db) == before {
+                0
+            } else {
+                ffi::sqlite3_changes64(db)
+            };
+            Ok(Produced::Exec {
+                changes,
+                lastrowid: ffi::sqlite3_last_insert_rowid(db),
+            })
+        }
+        Out::One => {
+            let ncols = ffi::sqlite3_column_count(stmt);
+            match step_nogil(stmt) {
+                ffi::SQLITE_ROW => {
+                    let row = row_tuple(py, stmt, ncols)?;
+                    // Run a writing statement (INSERT ... RETURNING) to completion.
+                    if ffi::sqlite3_stmt_readonly(stmt) == 0 {
+                        loop {
+                            match step_nogil(stmt) {
+                                ffi::SQLITE_ROW => continue,
+                                ffi::SQLITE_DONE => break,
+                                _ => {
+                                    pyffi::Py_DecRef(row);
+                                    return Err(step_error(py, db, stmt));
+                                }
+                            }
+                        }
+                    }
+                    Ok(Produced::Obj(Bound::from_owned_ptr(py, row).unbind()))
+                }
+                ffi::SQLITE_DONE => Ok(Produced::Obj(py.None())),
+                _ => Err(step_error(py, db, stmt)),
+            }
+        }
+        Out::All => {
+            let ncols = ffi::sqlite3_column_count(stmt);
+            let mut rows: Vec<*mut pyffi::PyObject> = Vec::new();
+            loop {
+                match step_nogil(stmt) {
+                    ffi::SQLITE_ROW => match row_tuple(py, stmt, ncols) {
+                        Ok(r) => rows.push(r),
+                        Err(e) => {
+                            rows.into_iter().for_each(|r| pyffi::Py_DecRef(r));
+                            return Err(e);
+                        }
+                    },
+                    ffi::SQLITE_DONE => break,
+                    _ => {
+                        rows.into_iter().for_each(|r| pyffi::Py_DecRef(r));
+                        return Err(step_error(py, db, stmt));
+                    }
+                }
+            }
+            let list = pyffi::PyList_New(rows.len() as pyffi::Py_ssize_t);
+            if list.is_null() {
+                rows.into_iter().for_each(|r| pyffi::Py_DecRef(r));
+                return Err(PyErr::fetch(py));
+            }
+            for (i, r) in rows.into_iter().enumerate() {
+                pyffi::PyList_SetItem(list, i as pyffi::Py_ssize_t, r);
+            }
+            Ok(Produced::Obj(Bound::from_owned_ptr(py, list).unbind()))
+        }
+        Out::Dicts => {
+            let names = column_names(py, stmt);
+            let list = PyList::empty(py);
+            loop {
+                match step_nogil(stmt) {
+                    ffi::SQLITE_ROW => list.append(row_dict(py, stmt, &names)?)?,
+                    ffi::SQLITE_DONE => break,
+                    _ => return Err(step_error(py, db, stmt)),
+                }
+            }
+            Ok(Produced::Obj(list.into_any().unbind()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leading_keyword_skips_space_and_comments() {
+        assert_eq!(leading_keyword("  begin immediate"), "BEGIN");
+        assert_eq!(leading_keyword("-- c\n /* x */ Commit"), "COMMIT");
+        assert_eq!(leading_keyword("select 1"), "SELECT");
+        assert_eq!(leading_keyword(""), "");
+        assert!(is_txn_control("SAVEPOINT a"));
+        assert!(is_txn_control("end"));
+        assert!(!is_txn_control("SELECT 'BEGIN'"));
+    }
+
+    #[test]
+    fn prepare_rejects_trailing_statements_and_empty_sql() {
+        let dir = std::env::temp_dir().join(format!("alk-conn-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let c = Conn::open_writer(path.to_str().unwrap()).unwrap();
+        assert!(c.prepare_raw("SELECT 1; SELECT 2").is_err());
+        assert!(c.prepare_raw("   ").is_err());
+        let ok = c.prepare_raw("SELECT 1;  -- trailing comment").unwrap();
+        unsafe { ffi::sqlite3_finalize(ok) };
+        let bad = c.prepare_raw("SELEC 1").err().unwrap();
+        assert!(bad.msg.contains("syntax error"), "{}", bad.msg);
+        drop(c);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

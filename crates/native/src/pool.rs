@@ -1,0 +1,212 @@
+//! The single writer slot and the bounded, lazily opened reader pool.
+//!
+//! These follow honker-core's `Writer` / `Readers` exactly (a condvar-guarded
+//! slot; a pool that opens connections on demand up to `max`, then waits),
+//! but hold [`Conn`] — a connection *with its prepared statement handles* —
+//! instead of a bare `rusqlite::Connection`, so statements stay compiled per
+//! connection and are finalized before the connection closes. See
+//! docs/0001-own-connection-slots.md.
+
+use crate::conn::Conn;
+use crate::errors::{self, ProgrammingError};
+use parking_lot::{Condvar, Mutex};
+use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+thread_local! {
+    static THREAD_TAG: u8 = const { 0 };
+}
+
+/// A process-unique, non-zero id for the calling thread.
+pub fn thread_tag() -> usize {
+    THREAD_TAG.with(|t| t as *const u8 as usize)
+}
+
+pub struct WriterSlot {
+    slot: Mutex<Option<Conn>>,
+    available: Condvar,
+    closed: AtomicBool,
+    /// Thread that holds the writer (0 when free), to turn a same-thread
+    /// re-acquire — a certain deadlock — into a clear error.
+    owner: AtomicUsize,
+}
+
+impl WriterSlot {
+    pub fn new(conn: Conn) -> Self {
+        Self {
+            slot: Mutex::new(Some(conn)),
+            available: Condvar::new(),
+            closed: AtomicBool::new(false),
+            owner: AtomicUsize::new(0),
+        }
+    }
+
+    /// Take the writer. Uncontended: no GIL release. Contended: wait with
+    /// the GIL released (threads queue instead of getting SQLITE_BUSY).
+    pub fn acquire(&self, py: Python<'_>) -> PyResult<Conn> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(errors::closed());
+        }
+        if let Some(c) = self.slot.lock().take() {
+            self.owner.store(thread_tag(), Ordering::Relaxed);
+            return Ok(c);
+        }
+        let me = thread_tag();
+        if self.owner.load(Ordering::Relaxed) == me {
+            return Err(ProgrammingError::new_err(
+                "this thread already holds the writer in an open transaction; \
+                 run the statement through that transaction (tx.execute) instead",
+            ));
+        }
+        let got = py.detach(|| {
+            let mut guard = self.slot.lock();
+            loop {
+                if self.closed.load(Ordering::Acquire) {
+                    return None;
+                }
+                if let Some(c) = guard.take() {
+                    return Some(c);
+                }
+                self.available.wait(&mut guard);
+            }
+        });
+        match got {
+            Some(c) => {
+                self.owner.store(me, Ordering::Relaxed);
+                Ok(c)
+            }
+            None => Err(errors::closed()),
+        }
+    }
+
+    /// Give the writer back. After close the connection is dropped instead.
+    pub fn release(&self, conn: Conn) {
+        self.owner.store(0, Ordering::Relaxed);
+        if self.closed.load(Ordering::Acquire) {
+            drop(conn);
+            return;
+        }
+        let mut guard = self.slot.lock();
+        *guard = Some(conn);
+        drop(guard);
+        self.available.notify_one();
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let conn = self.slot.lock().take();
+        drop(conn);
+        self.available.notify_all();
+    }
+}
+
+struct ReaderState {
+    idle: Vec<Conn>,
+    open: usize,
+}
+
+pub struct ReaderPool {
+    state: Mutex<ReaderState>,
+    available: Condvar,
+    closed: AtomicBool,
+    path: String,
+    max: usize,
+}
+
+impl ReaderPool {
+    pub fn new(path: String, max: usize) -> Self {
+        Self {
+            state: Mutex::new(ReaderState { idle: Vec::new(), open: 0 }),
+            available: Condvar::new(),
+            closed: AtomicBool::new(false),
+            path,
+            max: max.max(1),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    pub fn acquire(&self, py: Python<'_>) -> PyResult<Conn> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(errors::closed());
+        }
+        {
+            let mut st = self.state.lock();
+            if let Some(c) = st.idle.pop() {
+                return Ok(c);
+            }
+        }
+        // Slow path: open a new reader (I/O) or wait for one, GIL released.
+        let got: Result<Conn, Option<honker_core::Error>> = py.detach(|| {
+            let mut st = self.state.lock();
+            loop {
+                if self.closed.load(Ordering::Acquire) {
+                    return Err(None);
+                }
+                if let Some(c) = st.idle.pop() {
+                    return Ok(c);
+                }
+                if st.open < self.max {
+                    st.open += 1;
+                    drop(st);
+                    return match Conn::open_reader(&self.path) {
+                        Ok(c) => Ok(c),
+                        Err(e) => {
+                            self.state.lock().open -= 1;
+                            self.available.notify_one();
+                            Err(Some(e))
+                        }
+                    };
+                }
+                self.available.wait(&mut st);
+            }
+        });
+        match got {
+            Ok(c) => {
+                if self.closed.load(Ordering::Acquire) {
+                    self.discard(c);
+                    return Err(errors::closed());
+                }
+                Ok(c)
+            }
+            Err(None) => Err(errors::closed()),
+            Err(Some(e)) => Err(errors::core_error(py, &e)),
+        }
+    }
+
+    pub fn release(&self, conn: Conn) {
+        if self.closed.load(Ordering::Acquire) {
+            self.discard(conn);
+            return;
+        }
+        self.state.lock().idle.push(conn);
+        self.available.notify_one();
+    }
+
+    /// Drop a connection for good (after close, or when it is unusable).
+    pub fn discard(&self, conn: Conn) {
+        drop(conn);
+        let mut st = self.state.lock();
+        st.open = st.open.saturating_sub(1);
+        drop(st);
+        self.available.notify_one();
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let idle: Vec<Conn> = {
+            let mut st = self.state.lock();
+            let n = st.idle.len();
+            st.open -= n;
+            std::mem::take(&mut st.idle)
+        };
+        drop(idle);
+        self.available.notify_all();
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.state.lock().open
+    }
+}
