@@ -651,6 +651,12 @@ impl Database {
         r
     }
 
+    /// Subscribe to commit ticks on this file (from any process), through
+    /// the one shared update watcher of this Database.
+    fn subscribe_updates(&self) -> PyResult<crate::watch::UpdateSubscription> {
+        crate::watch::subscribe(self)
+    }
+
     /// Release every connection and the watcher thread. Idempotent.
     fn close(&self, py: Python<'_>) {
         let inner = self.inner.clone();

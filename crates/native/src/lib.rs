@@ -9,6 +9,7 @@ mod database;
 mod errors;
 mod pool;
 mod session;
+mod watch;
 
 use pyo3::prelude::*;
 
@@ -35,6 +36,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<database::Savepoint>()?;
     m.add_class::<database::Snapshot>()?;
     m.add_class::<database::RowIterator>()?;
+    m.add_class::<watch::UpdateSubscription>()?;
     m.add_function(wrap_pyfunction!(sqlite_version, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add("sqlite_version_number", rusqlite::version_number())?;

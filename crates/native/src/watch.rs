@@ -1,0 +1,80 @@
+//! Wake-ups from honker-core's shared update watcher: one PRAGMA
+//! data_version poll thread per Database, any number of subscribers.
+
+use crate::database::{DbInner, Database};
+use crate::errors;
+use honker_core::SharedUpdateWatcher;
+use parking_lot::Mutex;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One subscription to the database's commit ticks (from any process).
+/// Ticks coalesce: after a wake, re-read state.
+#[pyclass(frozen, module = "alkdev_storage._native")]
+pub struct UpdateSubscription {
+    db: Arc<DbInner>,
+    watcher: Arc<SharedUpdateWatcher>,
+    id: u64,
+    rx: Mutex<Option<Receiver<()>>>,
+}
+
+#[pymethods]
+impl UpdateSubscription {
+    /// Block (GIL released) until a commit is observed or `timeout_s`
+    /// passes. Returns True on a commit, False on timeout. Raises
+    /// InterfaceError once the subscription or the Database is closed.
+    #[pyo3(signature = (timeout_s=None))]
+    fn wait(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<bool> {
+        let timeout = match timeout_s {
+            None => None,
+            Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) => return Err(PyValueError::new_err(format!("timeout_s must be >= 0, got {t}"))),
+        };
+        let rx = self
+            .rx
+            .lock()
+            .take()
+            .ok_or_else(|| errors::InterfaceError::new_err("subscription is closed or in use by another thread"))?;
+        let (rx, r) = py.detach(move || {
+            let r = match timeout {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(t) => rx.recv_timeout(t),
+            };
+            (rx, r)
+        });
+        *self.rx.lock() = Some(rx);
+        match r {
+            Ok(()) => Ok(true),
+            Err(RecvTimeoutError::Timeout) => Ok(false),
+            Err(RecvTimeoutError::Disconnected) => {
+                if self.db.closed.load(std::sync::atomic::Ordering::Acquire) {
+                    Err(errors::closed())
+                } else {
+                    Err(errors::InterfaceError::new_err("the update watcher stopped"))
+                }
+            }
+        }
+    }
+
+    /// Stop receiving ticks (idempotent). A thread blocked in wait() wakes
+    /// with InterfaceError.
+    fn close(&self) {
+        self.watcher.unsubscribe(self.id);
+    }
+}
+
+impl Drop for UpdateSubscription {
+    fn drop(&mut self) {
+        self.watcher.unsubscribe(self.id);
+    }
+}
+
+pub fn subscribe(db: &Database) -> PyResult<UpdateSubscription> {
+    let inner = db.inner.clone();
+    let watcher = inner.shared_watcher()?;
+    let (id, rx) = watcher.subscribe();
+    Ok(UpdateSubscription { db: inner, watcher, id, rx: Mutex::new(Some(rx)) })
+}
