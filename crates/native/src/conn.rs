@@ -54,8 +54,18 @@ pub struct Conn {
     begin_immediate: *mut ffi::sqlite3_stmt,
     commit: *mut ffi::sqlite3_stmt,
     rollback: *mut ffi::sqlite3_stmt,
+    begin_deferred: *mut ffi::sqlite3_stmt,
+    /// Readers: the WAL-index header, mapped read-only.
+    shm: Option<memmap2::Mmap>,
+    /// Readers: header seen just before the open implicit read transaction
+    /// began (None: no implicit read transaction is open).
+    snap: Option<[u32; HDR_WORDS]>,
+    pub snap_at: std::time::Instant,
     pub conn: rusqlite::Connection,
 }
+
+/// Words of one copy of the WAL-index header (48 bytes).
+const HDR_WORDS: usize = 12;
 
 // SAFETY: a Conn is only ever used by one thread at a time (it is moved in
 // and out of the writer slot / reader pool / a session); SQLite is compiled
@@ -71,7 +81,7 @@ impl Drop for Conn {
             for (_, (s, _)) in self.adhoc.drain() {
                 ffi::sqlite3_finalize(s);
             }
-            for s in [self.begin_immediate, self.commit, self.rollback] {
+            for s in [self.begin_immediate, self.commit, self.rollback, self.begin_deferred] {
                 if !s.is_null() {
                     ffi::sqlite3_finalize(s);
                 }
@@ -157,6 +167,24 @@ pub fn is_txn_control(sql: &str) -> bool {
     )
 }
 
+/// `honker_core::open_conn` with one difference: SQLITE_OPEN_NO_MUTEX. A
+/// Conn is only ever used by the one thread that holds it (writer slot,
+/// reader pool, session), so SQLite's per-connection mutex — taken on every
+/// API call, including each column read — is pure overhead. Same PRAGMA
+/// defaults, applied by honker-core.
+fn open_conn(path: &str) -> Result<rusqlite::Connection, honker_core::Error> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    honker_core::apply_default_pragmas(&conn)?;
+    Ok(conn)
+}
+
 impl Conn {
     fn wrap(conn: rusqlite::Connection) -> Conn {
         let db = unsafe { conn.handle() };
@@ -168,6 +196,10 @@ impl Conn {
             begin_immediate: ptr::null_mut(),
             commit: ptr::null_mut(),
             rollback: ptr::null_mut(),
+            begin_deferred: ptr::null_mut(),
+            shm: None,
+            snap: None,
+            snap_at: std::time::Instant::now(),
             conn,
         }
     }
@@ -175,7 +207,8 @@ impl Conn {
     /// The writer: honker's PRAGMA defaults, `notify()` and every
     /// `honker_*` SQL function.
     pub fn open_writer(path: &str) -> Result<Conn, honker_core::Error> {
-        let conn = honker_core::open_conn(path, true)?;
+        let conn = open_conn(path)?;
+        honker_core::attach_notify(&conn)?;
         honker_core::attach_honker_functions(&conn)?;
         Ok(Conn::wrap(conn))
     }
@@ -184,11 +217,74 @@ impl Conn {
     /// ones such as `honker_get_job` work) and `query_only` on, so a write
     /// sent to a reader fails instead of bypassing the writer slot.
     pub fn open_reader(path: &str) -> Result<Conn, honker_core::Error> {
-        let conn = honker_core::open_conn(path, false)?;
+        let conn = open_conn(path)?;
         honker_core::attach_notify(&conn)?;
         honker_core::attach_honker_functions(&conn)?;
         conn.execute_batch("PRAGMA query_only = 1;")?;
-        Ok(Conn::wrap(conn))
+        let mut c = Conn::wrap(conn);
+        c.shm = c.map_shm();
+        Ok(c)
+    }
+
+    /// Map the first page of the `-shm` file (the WAL-index header) read-only.
+    fn map_shm(&self) -> Option<memmap2::Mmap> {
+        let name = unsafe { ffi::sqlite3_db_filename(self.db, c"main".as_ptr()) };
+        if name.is_null() {
+            return None;
+        }
+        let path = format!("{}-shm", unsafe { CStr::from_ptr(name) }.to_str().ok()?);
+        let file = std::fs::File::open(path).ok()?;
+        if file.metadata().ok()?.len() < (HDR_WORDS * 4 * 2) as u64 {
+            return None;
+        }
+        // SAFETY: read-only shared mapping; SQLite owns the contents and we
+        // only ever read them with volatile loads.
+        unsafe { memmap2::MmapOptions::new().len(HDR_WORDS * 4).map(&file) }.ok()
+    }
+
+    fn wal_header(shm: &memmap2::Mmap) -> [u32; HDR_WORDS] {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        let base = shm.as_ptr() as *const u32;
+        let mut h = [0u32; HDR_WORDS];
+        for (i, w) in h.iter_mut().enumerate() {
+            *w = unsafe { ptr::read_volatile(base.add(i)) };
+        }
+        h
+    }
+
+    /// Readers, before a statement outside any session: keep the implicit
+    /// read transaction if nothing was committed since it began (the header
+    /// of the WAL index is unchanged), else start a fresh one. Reusing it
+    /// saves the shared-memory lock round trip (two fcntl calls) that each
+    /// autocommit read would otherwise pay, while every statement still
+    /// sees the latest committed state. Without the mapping: autocommit.
+    #[inline]
+    pub fn fresh_read(&mut self) {
+        let Some(shm) = &self.shm else { return };
+        let h = Conn::wal_header(shm);
+        if let Some(s) = &self.snap {
+            if *s == h {
+                return;
+            }
+            self.end_read();
+        }
+        // Capture the header *before* the read transaction starts: a commit
+        // in between only makes us restart once more, never read stale data.
+        if self.raw_control(3).is_ok() {
+            self.snap = Some(h);
+            self.snap_at = std::time::Instant::now();
+        }
+    }
+
+    /// End the implicit read transaction, if any (no GIL needed).
+    pub fn end_read(&mut self) {
+        if self.snap.take().is_some() && !self.autocommit() {
+            let _ = self.raw_control(1);
+        }
+    }
+
+    pub fn has_open_read(&self) -> bool {
+        self.snap.is_some()
     }
 
     #[inline]
@@ -288,11 +384,12 @@ impl Conn {
         Ok((p, info))
     }
 
-    fn control(&mut self, which: u8) -> Result<(), i32> {
+    fn control_stmt(&mut self, which: u8) -> Result<*mut ffi::sqlite3_stmt, i32> {
         let (slot, sql) = match which {
             0 => (&mut self.begin_immediate, "BEGIN IMMEDIATE"),
             1 => (&mut self.commit, "COMMIT"),
-            _ => (&mut self.rollback, "ROLLBACK"),
+            2 => (&mut self.rollback, "ROLLBACK"),
+            _ => (&mut self.begin_deferred, "BEGIN"),
         };
         unsafe {
             if slot.is_null() {
@@ -310,15 +407,32 @@ impl Conn {
                 }
                 *slot = s;
             }
-            let s = *slot;
-            let rc = step_nogil(s);
-            ffi::sqlite3_reset(s);
-            if rc == ffi::SQLITE_DONE {
-                Ok(())
-            } else {
-                Err(ffi::sqlite3_extended_errcode(self.db))
-            }
+            Ok(*slot)
         }
+    }
+
+    fn finish_control(&self, s: *mut ffi::sqlite3_stmt, rc: c_int) -> Result<(), i32> {
+        unsafe { ffi::sqlite3_reset(s) };
+        if rc == ffi::SQLITE_DONE {
+            Ok(())
+        } else {
+            Err(unsafe { ffi::sqlite3_extended_errcode(self.db) })
+        }
+    }
+
+    /// Run a control statement with the GIL released (the caller holds it).
+    fn control(&mut self, which: u8) -> Result<(), i32> {
+        let s = self.control_stmt(which)?;
+        let rc = unsafe { step_nogil(s) };
+        self.finish_control(s, rc)
+    }
+
+    /// Run a control statement without touching the GIL (the caller may
+    /// not hold it, or the statement cannot block).
+    fn raw_control(&mut self, which: u8) -> Result<(), i32> {
+        let s = self.control_stmt(which)?;
+        let rc = unsafe { ffi::sqlite3_step(s) };
+        self.finish_control(s, rc)
     }
 
     pub fn begin_immediate(&mut self, py: Python<'_>) -> PyResult<()> {
@@ -332,8 +446,9 @@ impl Conn {
     /// Roll back if a transaction is open. Never fails loudly: a rollback
     /// error leaves nothing to recover.
     pub fn rollback(&mut self) {
+        self.snap = None;
         if !self.autocommit() {
-            let _ = self.control(2);
+            let _ = self.raw_control(2);
         }
     }
 
@@ -372,6 +487,22 @@ pub unsafe fn step_nogil(stmt: *mut ffi::sqlite3_stmt) -> c_int {
     let rc = ffi::sqlite3_step(stmt);
     pyffi::PyEval_RestoreThread(ts);
     rc
+}
+
+/// Step number `n` of a multi-row read. The first step (where SQLite does
+/// the seek, sort or aggregation) and every 32nd step release the GIL; the
+/// steps in between are a b-tree cursor advance of a few hundred
+/// nanoseconds, where a GIL round trip would cost as much as the step.
+///
+/// # Safety
+/// As [`step_nogil`].
+#[inline]
+pub unsafe fn step_batched(stmt: *mut ffi::sqlite3_stmt, n: usize) -> c_int {
+    if n % 32 == 0 {
+        step_nogil(stmt)
+    } else {
+        ffi::sqlite3_step(stmt)
+    }
 }
 
 // ---------------------------------------------------------------------
@@ -867,7 +998,7 @@ unsafe fn collect(
             let ncols = ffi::sqlite3_column_count(stmt);
             let mut rows: Vec<*mut pyffi::PyObject> = Vec::new();
             loop {
-                match step_nogil(stmt) {
+                match step_batched(stmt, rows.len()) {
                     ffi::SQLITE_ROW => match row_tuple(py, stmt, ncols) {
                         Ok(r) => rows.push(r),
                         Err(e) => {

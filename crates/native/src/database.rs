@@ -345,6 +345,7 @@ impl Database {
         }
         let db = self.db()?;
         let mut conn = db.readers.acquire(py)?;
+        conn.fresh_read();
         let p = match prepare_on(py, &mut conn, t) {
             Ok(p) => p,
             Err(e) => {

@@ -12,6 +12,8 @@ use crate::errors::{self, ProgrammingError};
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 thread_local! {
     static THREAD_TAG: u8 = const { 0 };
@@ -106,21 +108,69 @@ struct ReaderState {
 }
 
 pub struct ReaderPool {
-    state: Mutex<ReaderState>,
+    state: Arc<Mutex<ReaderState>>,
     available: Condvar,
-    closed: AtomicBool,
+    closed: Arc<AtomicBool>,
     path: String,
     max: usize,
+    janitor: Mutex<Option<(Arc<(Mutex<bool>, Condvar)>, std::thread::JoinHandle<()>)>>,
 }
+
+/// How long an idle reader may keep its implicit read transaction (and so
+/// pin the WAL against checkpoints) before the janitor ends it.
+const IDLE_SNAPSHOT: Duration = Duration::from_millis(100);
 
 impl ReaderPool {
     pub fn new(path: String, max: usize) -> Self {
         Self {
-            state: Mutex::new(ReaderState { idle: Vec::new(), open: 0 }),
+            state: Arc::new(Mutex::new(ReaderState { idle: Vec::new(), open: 0 })),
             available: Condvar::new(),
-            closed: AtomicBool::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
             path,
             max: max.max(1),
+            janitor: Mutex::new(None),
+        }
+    }
+
+    /// Start the janitor thread (once): every 100 ms it ends the implicit
+    /// read transactions of readers idle for longer than IDLE_SNAPSHOT, so
+    /// an idle pool never holds old snapshots that stop checkpoints.
+    fn ensure_janitor(&self) {
+        let mut j = self.janitor.lock();
+        if j.is_some() {
+            return;
+        }
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop_t = stop.clone();
+        let state = self.state.clone();
+        let handle = std::thread::Builder::new()
+            .name("alkdev-reader-janitor".into())
+            .spawn(move || {
+                let (flag, cv) = &*stop_t;
+                let mut stopped = flag.lock();
+                while !*stopped {
+                    cv.wait_for(&mut stopped, IDLE_SNAPSHOT);
+                    if *stopped {
+                        break;
+                    }
+                    let mut st = state.lock();
+                    for c in st.idle.iter_mut() {
+                        if c.has_open_read() && c.snap_at.elapsed() >= IDLE_SNAPSHOT {
+                            c.end_read();
+                        }
+                    }
+                }
+            });
+        if let Ok(h) = handle {
+            *j = Some((stop, h));
+        }
+    }
+
+    fn stop_janitor(&self) {
+        if let Some((stop, h)) = self.janitor.lock().take() {
+            *stop.0.lock() = true;
+            stop.1.notify_all();
+            let _ = h.join();
         }
     }
 
@@ -152,7 +202,10 @@ impl ReaderPool {
                     st.open += 1;
                     drop(st);
                     return match Conn::open_reader(&self.path) {
-                        Ok(c) => Ok(c),
+                        Ok(c) => {
+                            self.ensure_janitor();
+                            Ok(c)
+                        }
                         Err(e) => {
                             self.state.lock().open -= 1;
                             self.available.notify_one();
@@ -196,6 +249,7 @@ impl ReaderPool {
 
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.stop_janitor();
         let idle: Vec<Conn> = {
             let mut st = self.state.lock();
             let n = st.idle.len();

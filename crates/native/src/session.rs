@@ -105,6 +105,7 @@ impl Session {
             Kind::Write => self.db.writer.acquire(py)?,
             _ => self.db.readers.acquire(py)?,
         };
+        conn.end_read();
         let started = match self.kind {
             Kind::Write => conn.begin_immediate(py),
             Kind::Snapshot => conn.exec_script(py, "BEGIN; SELECT 1 FROM sqlite_schema LIMIT 1;"),

@@ -1,0 +1,398 @@
+"""The wake path: commits (from any process) wake listeners and workers.
+
+Decisions
+---------
+* One honker-core update watcher per Database (the native
+  ``db.subscribe_updates()``: a single ``PRAGMA data_version`` poll thread,
+  1 ms by default, shared by every subscription of that Database).
+* asyncio: one Python bridge thread per Database (:class:`WakeHub`), never
+  one per listener. It blocks (GIL released) on a single subscription and,
+  on each commit tick, bumps a generation counter and resolves every
+  registered asyncio future with one ``call_soon_threadsafe`` per event
+  loop. No busy polling: an idle hub costs one blocked thread.
+* Blocking iteration: each blocking iterator owns an ``UpdateSubscription``
+  (a channel on the same shared watcher, no thread of its own) and waits on
+  it with the GIL released.
+* No lost wake-ups: a waiter takes its wake token (generation, or its own
+  subscription) *before* it reads the database, and sleeps only if no tick
+  arrived since. Ticks coalesce; every wake re-reads state.
+* Closing the Database ends the watcher; the hub thread exits, and every
+  open iterator (sync or async) stops cleanly (``StopIteration`` /
+  ``StopAsyncIteration``). If the watcher dies while the Database is still
+  open (file replaced), iterators raise ``InterfaceError``.
+* The hub holds only a weak reference to the Database; garbage-collecting
+  the Database stops the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from typing import Any
+
+from alkdev_storage import _native
+
+__all__ = ["END", "IDLE", "NOTHING", "WakeHub", "WakeIterator"]
+
+# Sentinels of the iterator machinery.
+NOTHING: Any = object()  # _poll found nothing
+END: Any = object()  # the iterator ended (closed, or the Database closed)
+IDLE: Any = object()  # the caller's timeout passed without an item
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _resolve_all(futs: set[asyncio.Future[None]]) -> None:
+    for f in futs:
+        if not f.done():
+            f.set_result(None)
+
+
+class WakeHub:
+    """Bridges one update subscription into asyncio for one Database."""
+
+    __slots__ = (
+        "__weakref__",
+        "_db_ref",
+        "_error",
+        "_ended",
+        "_gen",
+        "_lock",
+        "_path",
+        "_stopping",
+        "_sub",
+        "_thread",
+        "_waiters",
+    )
+
+    def __init__(self, db: Any) -> None:
+        self._db_ref = weakref.ref(db)
+        self._path = db.path
+        self._lock = threading.Lock()
+        self._gen = 0
+        self._waiters: dict[asyncio.AbstractEventLoop, set[asyncio.Future[None]]] = {}
+        self._sub: Any = None
+        self._thread: threading.Thread | None = None
+        self._ended = False
+        self._stopping = False
+        self._error: str | None = None
+
+    # -- state -------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        """True once the bridge thread has stopped (Database closed, or the
+        watcher died)."""
+        return self._ended
+
+    def raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise _native.InterfaceError(self._error)
+
+    @property
+    def running(self) -> bool:
+        t = self._thread
+        return t is not None and t.is_alive()
+
+    def token(self) -> int:
+        """The current generation; starts the bridge on first use. Take it
+        before reading the database."""
+        if self._sub is None and not self._ended:
+            self._start()
+        return self._gen
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._sub is not None or self._ended:
+                return
+            db = self._db_ref()
+            if db is None:
+                self._ended = True
+                return
+            sub = db.subscribe_updates()  # InterfaceError if already closed
+            self._sub = sub
+            t = threading.Thread(
+                target=self._run,
+                args=(sub,),
+                name=f"alkdev-storage-wake:{self._path}",
+                daemon=True,
+            )
+            self._thread = t
+            t.start()
+
+    # -- bridge thread -----------------------------------------------
+
+    def _run(self, sub: Any) -> None:
+        failure: BaseException | None = None
+        try:
+            while True:
+                if sub.wait(None):  # blocks with the GIL released
+                    self._fire()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failure = e
+        finally:
+            db = self._db_ref()
+            with self._lock:
+                self._ended = True
+                clean = self._stopping or db is None or db.closed
+                if not clean:
+                    self._error = (
+                        f"the update watcher of {self._path!r} stopped ({failure}); "
+                        "the database file may have been replaced: reopen it"
+                    )
+            self._fire()
+            try:
+                sub.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._gen += 1
+            waiters = self._waiters
+            self._waiters = {}
+        for loop, futs in waiters.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_all, futs)
+            except RuntimeError:
+                pass  # that loop is closed
+
+    # -- asyncio side ------------------------------------------------
+
+    async def wait(self, token: int, timeout: float | None, owner: Any = None) -> None:
+        """Return when a commit lands after ``token`` was taken, when
+        ``timeout`` seconds pass, or when the hub ends. ``owner`` (an
+        iterator) gets the future in ``owner._fut`` so ``close()`` can wake
+        it early."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._gen != token or self._ended:
+                return
+            fut: asyncio.Future[None] = loop.create_future()
+            futs = self._waiters.get(loop)
+            if futs is None:
+                futs = self._waiters[loop] = set()
+            futs.add(fut)
+        handle = loop.call_later(max(0.0, timeout), _resolve, fut) if timeout is not None else None
+        if owner is not None:
+            owner._fut = fut
+        try:
+            await fut
+        finally:
+            if owner is not None:
+                owner._fut = None
+            if handle is not None:
+                handle.cancel()
+            with self._lock:
+                futs = self._waiters.get(loop)
+                if futs is not None:
+                    futs.discard(fut)
+                    if not futs:
+                        del self._waiters[loop]
+
+    # -- shutdown ----------------------------------------------------
+
+    def stop(self, join: bool = True, timeout: float = 5.0) -> None:
+        """Stop the bridge thread (idempotent)."""
+        with self._lock:
+            self._stopping = True
+            sub = self._sub
+            thread = self._thread
+        if sub is not None:
+            try:
+                sub.close()
+            except Exception:  # noqa: BLE001
+                pass
+        else:
+            with self._lock:
+                self._ended = True
+        if join and thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+class WakeIterator:
+    """Base of every wake-driven iterator (listen, claim, subscribe,
+    update_events): iterable both with ``for`` (blocking, GIL released while
+    waiting) and ``async for``; ``get(timeout)`` for one item with a timeout.
+
+    Subclasses implement ``_poll()`` (return an item, or ``NOTHING``), and
+    may override ``_wait_hint()`` (longest sleep before polling again
+    without a commit: fallback polls, ``run_at`` deadlines), ``_on_end()``
+    and ``_on_close(exc)``.
+    """
+
+    _timeout: float | None
+
+    def __init__(self, db: Any, timeout: float | None = None) -> None:
+        if timeout is not None:
+            timeout = float(timeout)
+            if not timeout >= 0:
+                raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+        self._db = db
+        self._timeout = timeout
+        self._sub: Any = None
+        self._fut: asyncio.Future[None] | None = None
+        self._closed = False
+
+    # -- subclass hooks ----------------------------------------------
+
+    def _poll(self) -> Any:
+        raise NotImplementedError
+
+    def _wait_hint(self) -> float | None:
+        return None
+
+    def _on_close(self, exc: BaseException | None) -> None:
+        """Called once by close()/__exit__ (exc: the exception leaving a
+        ``with`` block, else None)."""
+
+    # -- core loops --------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the iterator has ended (closed, or its Database closed)."""
+        return self._closed
+
+    def _end(self) -> Any:
+        self._closed = True
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            sub.close()
+        return END
+
+    def _next_blocking(self, timeout: float | None) -> Any:
+        if self._closed:
+            return END
+        db = self._db
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            if self._sub is None:
+                self._sub = db.subscribe_updates()  # before the first read
+            while True:
+                item = self._poll()
+                if item is not NOTHING:
+                    return item
+                if self._closed:
+                    return END
+                wait_s = self._wait_hint()
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return IDLE
+                    wait_s = remaining if wait_s is None else min(wait_s, remaining)
+                sub = self._sub
+                if sub is None:
+                    return END
+                sub.wait(wait_s)
+        except _native.InterfaceError:
+            if self._closed or db.closed:
+                return self._end()
+            raise
+
+    async def _next_async(self, timeout: float | None) -> Any:
+        if self._closed:
+            return END
+        db = self._db
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            hub = db._wake_hub()
+            while True:
+                token = hub.token()  # before reading
+                item = self._poll()
+                if item is not NOTHING:
+                    return item
+                if self._closed:
+                    return END
+                if hub.ended:
+                    hub.raise_if_failed()
+                    return self._end()
+                wait_s = self._wait_hint()
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return IDLE
+                    wait_s = remaining if wait_s is None else min(wait_s, remaining)
+                await hub.wait(token, wait_s, self)
+        except _native.InterfaceError:
+            if self._closed or db.closed:
+                return self._end()
+            raise
+
+    # -- protocols ---------------------------------------------------
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        item = self._next_blocking(self._timeout)
+        if item is END or item is IDLE:
+            raise StopIteration
+        return item
+
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self._next_async(self._timeout)
+        if item is END or item is IDLE:
+            raise StopAsyncIteration
+        return item
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Block (GIL released) for the next item; ``None`` if ``timeout``
+        seconds pass first or the iterator has ended (see ``closed``)."""
+        if timeout is not None and not float(timeout) >= 0:
+            raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+        item = self._next_blocking(None if timeout is None else float(timeout))
+        return None if item is END or item is IDLE else item
+
+    async def aget(self, timeout: float | None = None) -> Any:
+        """Async :meth:`get`."""
+        if timeout is not None and not float(timeout) >= 0:
+            raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+        item = await self._next_async(None if timeout is None else float(timeout))
+        return None if item is END or item is IDLE else item
+
+    def close(self) -> None:
+        """End the iterator (idempotent). A thread blocked in it returns;
+        a task awaiting it finishes its iteration."""
+        self._finish(None)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._on_close(exc)
+        finally:
+            sub, self._sub = self._sub, None
+            if sub is not None:
+                sub.close()
+            fut = self._fut
+            if fut is not None and not fut.done():
+                try:
+                    fut.get_loop().call_soon_threadsafe(_resolve, fut)
+                except RuntimeError:
+                    pass
+
+    async def aclose(self) -> None:
+        self._finish(None)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self._finish(exc)
+        return False
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self._finish(exc)
+        return False

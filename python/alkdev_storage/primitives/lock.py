@@ -1,0 +1,116 @@
+"""Named advisory locks on honker's ``_honker_locks`` table.
+
+``db.lock(name, ttl=60, owner=None)`` returns a context manager that raises
+:class:`LockHeld` on entry if another owner holds the lock, exactly as the
+honker binding. Acquire/release/renew go through
+``honker_lock_acquire`` / ``honker_lock_release`` / ``honker_lock_renew``,
+so locks are shared with every other honker binding on the file.
+
+Decisions
+---------
+* ``renew(ttl=None)`` extends the TTL while we still own the lock and
+  raises :class:`LeadershipLost` if we do not (it expired and was taken, or
+  was released). ``is_held()`` checks without raising.
+* Leaving the ``with`` block releases the lock if it is still ours and
+  never raises for a lost lock (honker-compatible): call ``renew()`` (or
+  ``is_held()``) where losing exclusivity matters.
+* ``ttl`` is whole seconds, at least 1 (ValueError otherwise).
+* The lock also works with ``async with`` (the SQL is a short write
+  transaction, as in the sync form).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alkdev_storage.primitives._util import as_int, check_name
+
+__all__ = ["LeadershipLost", "Lock", "LockHeld"]
+
+SQL_ACQUIRE = "SELECT honker_lock_acquire(?1, ?2, ?3)"
+SQL_RELEASE = "SELECT honker_lock_release(?1, ?2)"
+SQL_RENEW = "SELECT honker_lock_renew(?1, ?2, ?3)"
+SQL_HELD = "SELECT 1 FROM _honker_locks WHERE name = ?1 AND owner = ?2 AND expires_at > unixepoch()"
+
+
+class LockHeld(Exception):
+    """The lock is held by another owner (raised when entering ``db.lock``)."""
+
+
+class LeadershipLost(Exception):
+    """A lock we held is no longer ours (it expired and was taken, or was
+    released): raised by ``Lock.renew()`` and by the scheduler runner."""
+
+
+def check_ttl(ttl: Any) -> int:
+    t = as_int(ttl, "ttl")
+    if t < 1:
+        raise ValueError(f"ttl must be at least 1 second, got {ttl!r}")
+    return t
+
+
+class Lock:
+    """A named lock owned by ``owner`` (see :meth:`Database.lock`)."""
+
+    __slots__ = ("acquired", "db", "name", "owner", "ttl")
+
+    def __init__(self, db: Any, name: str, ttl: int, owner: str) -> None:
+        check_name(name, "lock name")
+        check_name(owner, "lock owner")
+        self.db = db
+        self.name = name
+        self.ttl = check_ttl(ttl)
+        self.owner = owner
+        self.acquired = False
+
+    def acquire(self) -> bool:
+        """Try to take the lock (no waiting). True if we hold it now."""
+        r = self.db.fetchone(self.db._stmt(SQL_ACQUIRE), (self.name, self.owner, self.ttl))
+        self.acquired = bool(r[0])
+        return self.acquired
+
+    def release(self) -> bool:
+        """Release the lock if it is ours. True if a row was deleted."""
+        r = self.db.fetchone(self.db._stmt(SQL_RELEASE), (self.name, self.owner))
+        self.acquired = False
+        return bool(r[0])
+
+    def renew(self, ttl: int | None = None) -> None:
+        """Extend the lock to ``ttl`` (default: the lock's ttl) seconds from
+        now. Raises :class:`LeadershipLost` if it is no longer ours."""
+        t = self.ttl if ttl is None else check_ttl(ttl)
+        r = self.db.fetchone(self.db._stmt(SQL_RENEW), (self.name, self.owner, t))
+        if not r[0]:
+            self.acquired = False
+            raise LeadershipLost(
+                f"lock {self.name!r} is no longer held by owner {self.owner!r}"
+            )
+        self.acquired = True
+
+    def is_held(self) -> bool:
+        """True if we own the lock and it has not expired."""
+        return self.db.fetchone(self.db._stmt(SQL_HELD), (self.name, self.owner)) is not None
+
+    def __enter__(self) -> Lock:
+        if not self.acquire():
+            raise LockHeld(f"lock {self.name!r} is already held")
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self.acquired and not self.db.closed:
+            self.release()
+        return False
+
+    async def __aenter__(self) -> Lock:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        return self.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        state = "acquired" if self.acquired else "not acquired"
+        return f"<Lock {self.name!r} owner={self.owner!r} ttl={self.ttl} {state}>"
+
+
+# The honker binding's name for the class.
+_Lock = Lock

@@ -1,0 +1,238 @@
+"""Ephemeral notifications: ``db.notify`` / ``tx.notify`` / ``db.listen``.
+
+Rows live in honker's ``_honker_notifications`` table (created by
+honker-core when the writer opens) and are written by honker's ``notify()``
+SQL function, so listeners in any honker binding see them, and ours see
+theirs.
+
+Decisions
+---------
+* A :class:`Listener` starts at the channel's current ``MAX(id)``: history
+  is not replayed (``pg_notify`` semantics, as in the honker binding). Use a
+  stream for durable replay.
+* It reads new rows with a prepared ``SELECT`` on a reader connection
+  (bounded batches of 1000) after every commit tick; ids are monotonic
+  (AUTOINCREMENT, single writer), so delivery is ordered and without
+  duplicates.
+* Besides ``async for``, a Listener supports blocking ``for`` and
+  ``get(timeout)``; ``listen(..., timeout=s)`` ends iteration after ``s``
+  idle seconds.
+* ``fallback_poll_s`` (honker's paranoia re-read when no wake arrives) is
+  kept with honker's default of 15 s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+from alkdev_storage import _native
+from alkdev_storage.primitives._util import check_name, decode, is_closed_error
+from alkdev_storage.primitives._wake import NOTHING, WakeIterator
+
+__all__ = ["Listener", "Notification", "UpdateEvents"]
+
+_LISTEN_BATCH = 1000
+_UNSET: Any = object()
+
+
+class Notification:
+    """One row of ``_honker_notifications``. ``payload`` is decoded from JSON
+    lazily, on first access (a payload that is not JSON is returned as the
+    raw string, as in the honker binding)."""
+
+    __slots__ = ("_payload", "_payload_raw", "channel", "created_at", "id")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.id = row["id"]
+        self.channel = row["channel"]
+        self._payload_raw = row["payload"]
+        self._payload = _UNSET
+        self.created_at = row.get("created_at", 0)
+
+    @classmethod
+    def _from_tuple(cls, row: tuple[Any, ...]) -> Notification:
+        n = cls.__new__(cls)
+        n.id, n.channel, n._payload_raw, n.created_at = row
+        n._payload = _UNSET
+        return n
+
+    @property
+    def payload(self) -> Any:
+        if self._payload is _UNSET:
+            raw = self._payload_raw
+            if raw is None or raw == "" or raw == "null":
+                self._payload = None
+            else:
+                try:
+                    self._payload = decode(raw)
+                except (ValueError, TypeError):
+                    self._payload = raw
+        return self._payload
+
+    def __repr__(self) -> str:
+        return f"Notification(id={self.id}, channel={self.channel!r})"
+
+
+class Listener(WakeIterator):
+    """Iterator over notifications published to ``channel`` after it was
+    created (sync and async; see :mod:`alkdev_storage.primitives.notify`)."""
+
+    def __init__(
+        self,
+        db: Any,
+        channel: str,
+        fallback_poll_s: float | None = 15.0,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        check_name(channel, "channel")
+        super().__init__(db, timeout)
+        self.db = db
+        self.channel = channel
+        self.fallback_poll_s = None if fallback_poll_s is None else float(fallback_poll_s)
+        self._buffer: deque[Notification] = deque()
+        self._stmt = db._stmt(
+            "SELECT id, channel, payload, created_at FROM _honker_notifications "
+            "WHERE channel = ?1 AND id > ?2 ORDER BY id LIMIT " + str(_LISTEN_BATCH)
+        )
+        row = db.fetchone(
+            db._stmt("SELECT COALESCE(MAX(id), 0) FROM _honker_notifications WHERE channel = ?1"),
+            (channel,),
+        )
+        self._last_seen: int = int(row[0]) if row else 0
+
+    @property
+    def last_seen(self) -> int:
+        """Id of the last notification read from the table."""
+        return self._last_seen
+
+    def _poll(self) -> Any:
+        buf = self._buffer
+        if buf:
+            return buf.popleft()
+        rows = self.db.fetchall(self._stmt, (self.channel, self._last_seen))
+        if not rows:
+            return NOTHING
+        self._last_seen = rows[-1][0]
+        make = Notification._from_tuple
+        buf.extend(make(r) for r in rows)
+        return buf.popleft()
+
+    def _wait_hint(self) -> float | None:
+        return self.fallback_poll_s
+
+    def __repr__(self) -> str:
+        return f"<Listener channel={self.channel!r} last_seen={self._last_seen}>"
+
+
+class UpdateEvents:
+    """honker's ``db.update_events()``: yields ``None`` once per observed
+    commit to the file (from any process; bursts coalesce). Async and
+    blocking iteration; ``close()`` ends it."""
+
+    def __init__(self, db: Any, *, timeout: float | None = None) -> None:
+        self._db = db
+        self._timeout = timeout
+        # Subscribe now (a channel on the shared watcher, no thread), so
+        # ticks between creation and the first wait are not lost.
+        self._sub: Any = db.subscribe_updates()
+        self._token: int | None = None
+        self._fut: Any = None
+        self._closed = False
+
+    @property
+    def path(self) -> str:
+        return str(self._db.path)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __iter__(self) -> UpdateEvents:
+        return self
+
+    def __next__(self) -> None:
+        if self._wait_blocking(self._timeout):
+            return None
+        raise StopIteration
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the next commit; False on timeout or once closed."""
+        return self._wait_blocking(timeout)
+
+    def _wait_blocking(self, timeout: float | None) -> bool:
+        sub = self._sub
+        if self._closed or sub is None:
+            return False
+        try:
+            return bool(sub.wait(timeout))
+        except _native.InterfaceError as e:
+            if self._closed or is_closed_error(self._db, e):
+                self._closed = True
+                return False
+            raise
+
+    def __aiter__(self) -> UpdateEvents:
+        return self
+
+    async def __anext__(self) -> None:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            hub = self._db._wake_hub()
+            if self._token is None:
+                self._token = hub.token()
+                sub = self._sub
+                if sub is not None and sub.wait(0):
+                    return None  # a commit landed since creation
+            deadline = None if self._timeout is None else time.monotonic() + self._timeout
+            while True:
+                cur = hub.token()
+                if cur != self._token:
+                    self._token = cur
+                    return None
+                if self._closed:
+                    raise StopAsyncIteration
+                if hub.ended:
+                    hub.raise_if_failed()
+                    self._closed = True
+                    raise StopAsyncIteration
+                wait_s = None
+                if deadline is not None:
+                    wait_s = deadline - time.monotonic()
+                    if wait_s <= 0:
+                        raise StopAsyncIteration
+                await hub.wait(self._token, wait_s, self)
+        except _native.InterfaceError as e:
+            if self._closed or is_closed_error(self._db, e):
+                self._closed = True
+                raise StopAsyncIteration from None
+            raise
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            sub.close()
+        fut = self._fut
+        if fut is not None and not fut.done():
+            try:
+                fut.get_loop().call_soon_threadsafe(
+                    lambda: fut.done() or fut.set_result(None)
+                )
+            except RuntimeError:
+                pass
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __enter__(self) -> UpdateEvents:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self.close()
+        return False

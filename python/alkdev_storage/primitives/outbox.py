@@ -1,0 +1,131 @@
+"""Transactional outbox: side effects enqueued in the same transaction as
+the business write, delivered by a worker with exponential backoff
+(the honker binding's ``Outbox``, same API).
+
+Decisions
+---------
+* The outbox is a queue named ``_outbox:<name>`` (honker's name, so a
+  honker process can deliver ours and the reverse).
+* Backoff: ``base_backoff_s * 2 ** (attempts - 1)``; after
+  ``max_attempts`` the job moves to the dead table.
+* ``run_worker`` (async, forever) as in honker; ``run_worker_blocking``
+  delivers in the calling thread until ``stop_event`` or an idle
+  ``timeout``, and returns how many deliveries succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from alkdev_storage.primitives._util import as_int, check_name
+from alkdev_storage.primitives.queue import Job, Queue
+
+__all__ = ["Outbox"]
+
+
+class Outbox:
+    def __init__(
+        self,
+        db: Any,
+        name: str,
+        delivery: Callable[[Any], Any],
+        max_attempts: int = 5,
+        base_backoff_s: int = 5,
+        visibility_timeout_s: int = 60,
+    ) -> None:
+        if not callable(delivery):
+            raise TypeError("delivery must be callable")
+        check_name(name, "outbox name")
+        self.db = db
+        self.name = name
+        self.delivery = delivery
+        self.max_attempts = as_int(max_attempts, "max_attempts")
+        self.base_backoff_s = as_int(base_backoff_s, "base_backoff_s")
+        self._queue = db.queue(
+            f"_outbox:{name}",
+            visibility_timeout_s=visibility_timeout_s,
+            max_attempts=self.max_attempts,
+        )
+
+    @property
+    def queue(self) -> Queue:
+        return self._queue
+
+    def __repr__(self) -> str:
+        return f"<Outbox {self.name!r}>"
+
+    def enqueue(
+        self,
+        payload: Any,
+        tx: Any = None,
+        priority: int = 0,
+        delay: float | None = None,
+        run_at: int | None = None,
+        expires: float | None = None,
+    ) -> None:
+        self._queue.enqueue(
+            payload, tx=tx, priority=priority, delay=delay, run_at=run_at, expires=expires
+        )
+
+    def _failed(self, job: Job, e: BaseException) -> None:
+        delay = self.base_backoff_s * (2 ** max(0, job.attempts - 1))
+        job.retry(delay_s=delay, error=f"{e}\n{''.join(traceback.format_exception(e))}")
+
+    async def run_worker(self, worker_id: str) -> None:
+        """Deliver forever (cancel the task to stop)."""
+        it = self._queue.claim(worker_id)
+        try:
+            async for job in it:
+                try:
+                    if inspect.iscoroutinefunction(self.delivery):
+                        await self.delivery(job.payload)
+                    else:
+                        self.delivery(job.payload)
+                    job.ack()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001
+                    self._failed(job, e)
+        finally:
+            it.close()
+
+    def run_worker_blocking(
+        self,
+        worker_id: str,
+        stop_event: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Deliver in this thread until ``stop_event`` is set (checked every
+        0.25 s) or nothing arrived for ``timeout`` seconds."""
+        delivered = 0
+        wait = timeout if stop_event is None else (0.25 if timeout is None else min(0.25, timeout))
+        it = self._queue.claim(worker_id)
+        idle = 0.0
+        try:
+            while not (stop_event is not None and stop_event.is_set()):
+                job = it.get(wait)
+                if job is None:
+                    if it.closed:
+                        break
+                    idle += wait if wait is not None else 0.0
+                    if timeout is not None and idle >= timeout:
+                        break
+                    continue
+                idle = 0.0
+                try:
+                    if inspect.iscoroutinefunction(self.delivery):
+                        asyncio.run(self.delivery(job.payload))
+                    else:
+                        self.delivery(job.payload)
+                    job.ack()
+                    delivered += 1
+                except Exception as e:  # noqa: BLE001
+                    self._failed(job, e)
+        finally:
+            it.close()
+        return delivered

@@ -1,0 +1,526 @@
+"""At-least-once work queues on honker's ``_honker_live`` / ``_honker_dead``.
+
+API-compatible with the honker Python binding's ``Queue`` and ``Job``.
+
+Decisions
+---------
+* Every queue write goes through honker-core's SQL functions
+  (``honker_enqueue``, ``honker_claim_batch``, ``honker_ack``, ...), run as
+  prepared statements, so claims, retries, dead-lettering and expiry behave
+  exactly as in every other honker binding. Without ``tx=`` each call is one
+  short write transaction on the writer; with ``tx=`` it joins the caller's
+  transaction (and exists only if that commits).
+* Pure reads (``get_result``, the next-claim deadline) run on reader
+  connections.
+* ``claim()`` claims in batches under the hood: it starts with one job and
+  doubles the batch (up to ``batch_size``) while the queue keeps a backlog,
+  falling back to one when it drains. Jobs are yielded one at a time.
+  Buffered (claimed, not yet yielded) jobs are given back
+  (``state='pending'``, ``attempts - 1``, only while the claim is still
+  ours) when the iterator is closed, when the batch has been held for half
+  the visibility timeout, or — for an iterator dropped without ``close()``
+  — inside the next claim transaction of the same queue. A buffered job
+  whose claim has already expired is never yielded. So batching never costs
+  a job an attempt and never hands out an expired claim.
+* ``claim()`` also iterates with a plain ``for`` (blocking, GIL released)
+  and has ``get(timeout)``; ``claim(..., timeout=s)`` stops after ``s``
+  seconds without a job. ``wait_result_blocking`` is the blocking
+  ``wait_result``.
+* ``visibility_timeout_s`` must be >= 1 and ``max_attempts`` >= 1
+  (ValueError), since honker's deadlines are whole seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from alkdev_storage.primitives._util import (
+    as_int,
+    check_name,
+    check_tx,
+    decode,
+    encode,
+    opt_int,
+)
+from alkdev_storage.primitives._wake import NOTHING, WakeIterator
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+__all__ = ["ClaimIterator", "Job", "Queue", "Retryable"]
+
+_UNSET: Any = object()
+
+SQL_ENQUEUE = "SELECT honker_enqueue(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+SQL_CLAIM = "SELECT honker_claim_batch(?1, ?2, ?3, ?4)"
+SQL_ACK = "SELECT honker_ack(?1, ?2)"
+SQL_ACK_BATCH = "SELECT honker_ack_batch(?1, ?2)"
+SQL_RETRY = "SELECT honker_retry(?1, ?2, ?3, ?4)"
+SQL_FAIL = "SELECT honker_fail(?1, ?2, ?3)"
+SQL_HEARTBEAT = "SELECT honker_heartbeat(?1, ?2, ?3)"
+SQL_CANCEL = "SELECT honker_cancel(?1)"
+SQL_GET_JOB = "SELECT honker_get_job(?1)"
+SQL_SWEEP_EXPIRED = "SELECT honker_sweep_expired(?1)"
+SQL_NEXT_CLAIM_AT = "SELECT honker_queue_next_claim_at(?1)"
+SQL_RESULT_SAVE = "SELECT honker_result_save(?1, ?2, ?3)"
+SQL_RESULT_GET = "SELECT honker_result_get(?1)"
+SQL_RESULT_SWEEP = "SELECT honker_result_sweep()"
+# The inverse of a claim, for claimed-but-never-yielded jobs of claim().
+SQL_UNCLAIM = (
+    "UPDATE _honker_live SET state = 'pending', worker_id = NULL, "
+    "claim_expires_at = NULL, attempts = MAX(attempts - 1, 0) "
+    "WHERE id IN (SELECT value FROM json_each(?1)) AND worker_id = ?2 "
+    "AND state = 'processing' AND claim_expires_at >= unixepoch()"
+)
+
+
+class Retryable(Exception):
+    """Raise from a task handler to ask for a retry after ``delay_s``
+    seconds (any other exception is retried with the task's delay)."""
+
+    def __init__(self, message: str = "", delay_s: int = 60) -> None:
+        super().__init__(message)
+        self.delay_s = int(delay_s)
+
+
+class Job:
+    """A claimed job. ``payload`` is decoded from JSON lazily."""
+
+    __slots__ = (
+        "_payload",
+        "_payload_raw",
+        "attempts",
+        "claim_expires_at",
+        "created_at",
+        "id",
+        "last_error",
+        "max_attempts",
+        "priority",
+        "queue",
+        "queue_name",
+        "run_at",
+        "state",
+        "worker_id",
+    )
+
+    def __init__(self, queue: Queue, row: dict[str, Any]) -> None:
+        self.queue = queue
+        self.id = row["id"]
+        self.queue_name = row["queue"]
+        self._payload_raw = row["payload"]
+        self._payload = _UNSET
+        self.worker_id = row["worker_id"]
+        self.attempts = row["attempts"]
+        self.claim_expires_at = row["claim_expires_at"]
+        self.state = row.get("state", "processing")
+        self.priority = row.get("priority", 0)
+        self.run_at = row.get("run_at", 0)
+        self.max_attempts = row.get("max_attempts", queue.max_attempts)
+        self.last_error = row.get("last_error", None)
+        self.created_at = row.get("created_at", 0)
+
+    @property
+    def payload(self) -> Any:
+        if self._payload is _UNSET:
+            raw = self._payload_raw
+            self._payload = decode(raw) if raw else None
+        return self._payload
+
+    def ack(self) -> bool:
+        """Delete the job if our claim is still valid; True if it was."""
+        return self.queue.ack(self.id, self.worker_id)
+
+    def retry(self, delay_s: int = 60, error: str = "") -> bool:
+        return self.queue.retry(self.id, self.worker_id, delay_s, error)
+
+    def fail(self, error: str = "") -> bool:
+        return self.queue.fail(self.id, self.worker_id, error)
+
+    def heartbeat(self, extend_s: int | None = None) -> bool:
+        return self.queue.heartbeat(self.id, self.worker_id, extend_s)
+
+    def __repr__(self) -> str:
+        return (
+            f"Job(id={self.id}, queue={self.queue_name!r}, attempts={self.attempts}, "
+            f"worker_id={self.worker_id!r})"
+        )
+
+
+def _first(row: tuple[Any, ...] | None) -> Any:
+    return row[0] if row else None
+
+
+class Queue:
+    """A named work queue (``db.queue(name)``)."""
+
+    def __init__(
+        self,
+        db: Any,
+        name: str,
+        visibility_timeout_s: int = 300,
+        max_attempts: int = 3,
+    ) -> None:
+        check_name(name, "queue name")
+        vt = as_int(visibility_timeout_s, "visibility_timeout_s")
+        ma = as_int(max_attempts, "max_attempts")
+        if vt < 1:
+            raise ValueError(f"visibility_timeout_s must be at least 1 second, got {vt}")
+        if ma < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {ma}")
+        self.db = db
+        self.name = name
+        self.visibility_timeout_s = vt
+        self.max_attempts = ma
+        # Claims of claim() iterators dropped without close(): given back in
+        # the next claim transaction. List of (worker_id, [job ids]).
+        self._orphans: list[tuple[str, list[int]]] = []
+        s = db._stmt
+        self._s_enqueue = s(SQL_ENQUEUE)
+        self._s_claim = s(SQL_CLAIM)
+        self._s_ack = s(SQL_ACK)
+        self._s_ack_batch = s(SQL_ACK_BATCH)
+        self._s_retry = s(SQL_RETRY)
+        self._s_fail = s(SQL_FAIL)
+        self._s_heartbeat = s(SQL_HEARTBEAT)
+        self._s_next = s(SQL_NEXT_CLAIM_AT)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Queue {self.name!r} visibility_timeout_s={self.visibility_timeout_s} "
+            f"max_attempts={self.max_attempts}>"
+        )
+
+    def _channel(self) -> str:
+        return f"honker:{self.name}"
+
+    # -- producing -----------------------------------------------------
+
+    def enqueue(
+        self,
+        payload: Any,
+        tx: Any = None,
+        run_at: int | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+        expires: float | None = None,
+    ) -> int:
+        """Insert one job; returns its id. ``delay`` (seconds from now) wins
+        over ``run_at`` (unix time); ``expires`` is seconds from now after
+        which the job is no longer claimable. With ``tx`` the job exists
+        only if that transaction commits."""
+        params = (
+            self.name,
+            encode(payload),
+            opt_int(run_at, "run_at"),
+            opt_int(delay, "delay"),
+            as_int(priority, "priority"),
+            self.max_attempts,
+            opt_int(expires, "expires"),
+        )
+        if tx is None:
+            return self.db.fetchone(self._s_enqueue, params)[0]  # type: ignore[no-any-return]
+        return check_tx(tx).fetchone(self._s_enqueue, params)[0]  # type: ignore[no-any-return]
+
+    # -- claiming ------------------------------------------------------
+
+    def claim_one(self, worker_id: str) -> Job | None:
+        jobs = self.claim_batch(worker_id, 1)
+        return jobs[0] if jobs else None
+
+    def claim_batch(self, worker_id: str, n: int) -> list[Job]:
+        """Atomically claim up to ``n`` jobs (one write transaction)."""
+        n = as_int(n, "n")
+        check_name(worker_id, "worker_id")
+        if n <= 0:
+            return []
+        params = (self.name, worker_id, n, self.visibility_timeout_s)
+        if self._orphans:
+            raw = self._claim_with_unclaim(params)
+        else:
+            raw = self.db.fetchone(self._s_claim, params)[0]
+        if raw == "[]":
+            return []
+        return [Job(self, r) for r in decode(raw)]
+
+    def _claim_with_unclaim(self, params: tuple[Any, ...]) -> str:
+        orphans, self._orphans = self._orphans, []
+        db = self.db
+        with db.transaction() as tx:
+            unclaim = db._stmt(SQL_UNCLAIM)
+            for worker_id, ids in orphans:
+                tx.execute(unclaim, (encode(ids), worker_id))
+            return tx.fetchone(self._s_claim, params)[0]  # type: ignore[no-any-return]
+
+    def _unclaim(self, worker_id: str, ids: list[int]) -> int:
+        """Give back claimed, never-processed jobs (attempts restored)."""
+        if not ids:
+            return 0
+        return self.db.execute(self.db._stmt(SQL_UNCLAIM), (encode(ids), worker_id)).changes  # type: ignore[no-any-return]
+
+    def _next_claim_at(self) -> int:
+        """Next future unix time at which a job could become claimable, or 0."""
+        return int(self.db.fetchone(self._s_next, (self.name,))[0])
+
+    def claim(
+        self,
+        worker_id: str,
+        idle_poll_s: float | None = 5.0,
+        *,
+        batch_size: int = 32,
+        timeout: float | None = None,
+    ) -> ClaimIterator:
+        """Iterate over claimed jobs (``async for`` or ``for``), waking on
+        commits from any process and on ``run_at`` / claim-expiry deadlines.
+        ``idle_poll_s`` is honker's fallback re-check period; ``timeout``
+        ends the iteration after that many seconds without a job."""
+        check_name(worker_id, "worker_id")
+        return ClaimIterator(self, worker_id, idle_poll_s, batch_size, timeout)
+
+    def ack(self, job_id: int, worker_id: str) -> bool:
+        return bool(self.db.fetchone(self._s_ack, (as_int(job_id, "job_id"), worker_id))[0])
+
+    def ack_batch(self, job_ids: Iterable[int], worker_id: str) -> int:
+        """Ack several jobs in one transaction; returns how many claims were
+        still valid."""
+        ids = [as_int(i, "job id") for i in job_ids]
+        if not ids:
+            return 0
+        return self.db.fetchone(self._s_ack_batch, (encode(ids), worker_id))[0]  # type: ignore[no-any-return]
+
+    def retry(self, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
+        """Back to pending after ``delay_s`` (or to the dead table once
+        attempts are exhausted). True iff our claim was still valid."""
+        params = (as_int(job_id, "job_id"), worker_id, as_int(delay_s, "delay_s"), str(error))
+        return bool(self.db.fetchone(self._s_retry, params)[0])
+
+    def fail(self, job_id: int, worker_id: str, error: str) -> bool:
+        """Straight to the dead table. True iff our claim was still valid."""
+        params = (as_int(job_id, "job_id"), worker_id, str(error))
+        return bool(self.db.fetchone(self._s_fail, params)[0])
+
+    def heartbeat(self, job_id: int, worker_id: str, extend_s: int | None = None) -> bool:
+        extend = self.visibility_timeout_s if extend_s is None else as_int(extend_s, "extend_s")
+        params = (as_int(job_id, "job_id"), worker_id, extend)
+        return bool(self.db.fetchone(self._s_heartbeat, params)[0])
+
+    def cancel(self, job_id: int) -> bool:
+        """Delete a pending or processing job. A worker running it is not
+        interrupted; its next ack/heartbeat returns False."""
+        return bool(self.db.fetchone(self.db._stmt(SQL_CANCEL), (as_int(job_id, "job_id"),))[0])
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        """The live row of a job as a dict (``payload`` as JSON text), or
+        None once it was acked, failed, cancelled or never existed."""
+        raw = _first(self.db.fetchone(self.db._stmt(SQL_GET_JOB), (as_int(job_id, "job_id"),)))
+        return decode(raw) if raw else None
+
+    def sweep_expired(self) -> int:
+        """Move pending jobs past their ``expires`` into the dead table."""
+        return self.db.fetchone(self.db._stmt(SQL_SWEEP_EXPIRED), (self.name,))[0]  # type: ignore[no-any-return]
+
+    # -- results -------------------------------------------------------
+
+    def save_result(
+        self, job_id: int, value: Any, ttl: float | None = None, tx: Any = None
+    ) -> None:
+        params = (
+            as_int(job_id, "job_id"),
+            encode(value, "result value"),
+            0 if ttl is None else as_int(ttl, "ttl"),
+        )
+        stmt = self.db._stmt(SQL_RESULT_SAVE)
+        if tx is None:
+            self.db.fetchone(stmt, params)
+        else:
+            check_tx(tx).fetchone(stmt, params)
+
+    def get_result(self, job_id: int) -> tuple[bool, Any]:
+        """``(found, value)``; ``(False, None)`` if absent or expired."""
+        raw = _first(self.db.fetchone(self.db._stmt(SQL_RESULT_GET), (as_int(job_id, "job_id"),)))
+        if raw is None:
+            return (False, None)
+        return (True, decode(raw))
+
+    async def wait_result(self, job_id: int, timeout: float | None = None) -> Any:
+        """Wait (woken by commits from any process) for a saved result.
+        Raises ``TimeoutError`` (``asyncio.TimeoutError``) after ``timeout``."""
+        from alkdev_storage import _native
+
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        hub = self.db._wake_hub()
+        while True:
+            token = hub.token()
+            found, value = self.get_result(job_id)
+            if found:
+                return value
+            if hub.ended:
+                hub.raise_if_failed()
+                raise _native.InterfaceError("the database was closed")
+            wait_s = 15.0
+            if deadline is not None:
+                wait_s = deadline - time.monotonic()
+                if wait_s <= 0:
+                    raise TimeoutError(f"wait_result({job_id}) timed out")
+            await hub.wait(token, wait_s)
+
+    def wait_result_blocking(self, job_id: int, timeout: float | None = None) -> Any:
+        """Blocking :meth:`wait_result` (GIL released while waiting)."""
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        sub = self.db.subscribe_updates()
+        try:
+            while True:
+                found, value = self.get_result(job_id)
+                if found:
+                    return value
+                wait_s = 15.0
+                if deadline is not None:
+                    wait_s = deadline - time.monotonic()
+                    if wait_s <= 0:
+                        raise TimeoutError(f"wait_result({job_id}) timed out")
+                sub.wait(wait_s)
+        finally:
+            sub.close()
+
+    def sweep_results(self) -> int:
+        return self.db.fetchone(self.db._stmt(SQL_RESULT_SWEEP))[0]  # type: ignore[no-any-return]
+
+    # -- task decorators -------------------------------------------------
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        retries: int | None = None,
+        retry_delay_s: int = 60,
+        timeout_s: float | None = None,
+        priority: int = 0,
+        expires_s: int | None = None,
+        store_result: bool = True,
+        result_ttl_s: int = 3600,
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Decorator: calling the function enqueues it on this queue."""
+        from alkdev_storage.primitives.tasks import task_decorator
+
+        return task_decorator(
+            self,
+            name=name,
+            retries=retries,
+            retry_delay_s=retry_delay_s,
+            timeout_s=timeout_s,
+            priority=priority,
+            expires_s=expires_s,
+            store_result=store_result,
+            result_ttl_s=result_ttl_s,
+        )
+
+    def periodic_task(
+        self,
+        schedule: Any,
+        *,
+        name: str | None = None,
+        scheduler_name: str | None = None,
+        expires_s: int | None = None,
+        priority: int = 0,
+        store_result: bool = False,
+        result_ttl_s: int = 3600,
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Decorator: a task that the scheduler enqueues on ``schedule``."""
+        from alkdev_storage.primitives.tasks import periodic_task_decorator
+
+        return periodic_task_decorator(
+            self,
+            schedule,
+            name=name,
+            scheduler_name=scheduler_name,
+            expires_s=expires_s,
+            priority=priority,
+            store_result=store_result,
+            result_ttl_s=result_ttl_s,
+        )
+
+
+class ClaimIterator(WakeIterator):
+    """``queue.claim(worker_id)``: batched claims, one job per step."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        worker_id: str,
+        idle_poll_s: float | None,
+        batch_size: int,
+        timeout: float | None,
+    ) -> None:
+        batch_size = as_int(batch_size, "batch_size")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        super().__init__(queue.db, timeout)
+        self.queue = queue
+        self.worker_id = worker_id
+        self.idle_poll_s = None if idle_poll_s is None else float(idle_poll_s)
+        self._max = batch_size
+        self._want = 1
+        self._buf: deque[Job] = deque()
+        self._batch_at = 0.0
+        self._hold_s = queue.visibility_timeout_s / 2.0
+
+    def _poll(self) -> Any:
+        buf = self._buf
+        if buf:
+            if time.monotonic() - self._batch_at < self._hold_s:
+                now = time.time()
+                while buf:
+                    job = buf.popleft()
+                    if job.claim_expires_at >= now:
+                        return job
+            else:
+                self._give_back()
+        q = self.queue
+        jobs = q.claim_batch(self.worker_id, self._want)
+        n = len(jobs)
+        if n == 0:
+            self._want = 1
+            return NOTHING
+        self._want = min(self._want * 2, self._max) if n >= self._want else 1
+        if n > 1:
+            self._batch_at = time.monotonic()
+            buf.extend(jobs[1:])
+        return jobs[0]
+
+    def _wait_hint(self) -> float | None:
+        t = self.idle_poll_s
+        nxt = self.queue._next_claim_at()
+        if nxt > 0:
+            until = max(0.0, nxt - time.time())
+            t = until if t is None else min(t, until)
+        return t
+
+    def _give_back(self) -> None:
+        buf = self._buf
+        if not buf:
+            return
+        ids = [j.id for j in buf]
+        buf.clear()
+        self.queue._unclaim(self.worker_id, ids)
+
+    @property
+    def buffered(self) -> int:
+        """Jobs claimed under the hood and not yet yielded."""
+        return len(self._buf)
+
+    def _on_close(self, exc: BaseException | None) -> None:
+        if self._buf and not self._db.closed:
+            try:
+                self._give_back()
+            except Exception:  # noqa: BLE001 - they expire and are reclaimed
+                pass
+
+    def __del__(self) -> None:
+        buf = getattr(self, "_buf", None)
+        if buf:
+            self.queue._orphans.append((self.worker_id, [j.id for j in buf]))
+            buf.clear()
+
+    def __repr__(self) -> str:
+        return f"<ClaimIterator queue={self.queue.name!r} worker_id={self.worker_id!r}>"

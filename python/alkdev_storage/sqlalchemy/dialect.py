@@ -1,0 +1,246 @@
+"""The ``sqlite+honker`` SQLAlchemy dialect.
+
+Built on SQLAlchemy's own SQLite dialect (:class:`SQLiteDialect`: SQL
+compilation, DDL, types, reflection); only the driver layer differs. The
+DB-API module is :mod:`alkdev_storage.dbapi`.
+
+Decisions
+---------
+
+* **Transactions are writer-slot transactions.** SQLAlchemy's ``begin()``
+  (explicit or autobegin) emits nothing; the driver takes the writer slot
+  (``BEGIN IMMEDIATE``) at the first data-modifying statement and holds it
+  until SQLAlchemy commits or rolls back. Reads that come before the first
+  write in a SQLAlchemy transaction run on readers, each seeing the latest
+  committed state (as with the stock pysqlite driver, whose transactions
+  also begin at the first write); a transaction that must read and then
+  write consistently takes the writer first with the
+  ``honker_begin_write=True`` execution option (the writer slot is taken
+  when the SQLAlchemy transaction begins) or by calling
+  :func:`alkdev_storage.sqlalchemy.honker_tx`.
+* ``begin_nested()`` is a SAVEPOINT inside the writer transaction (the
+  driver maps ``SAVEPOINT``/``RELEASE``/``ROLLBACK TO`` onto native
+  savepoints).
+* ``execution_options(honker_readonly=True)`` runs the transaction in a
+  consistent read snapshot on a reader (deferred ``BEGIN``): it never
+  blocks and is never blocked by the writer; writes fail. It is reset when
+  the connection returns to the pool.
+* ``isolation_level="AUTOCOMMIT"`` switches the DB-API connection to
+  autocommit: each statement commits on its own. The other level is
+  ``SERIALIZABLE`` (the default: SQLite's transactions are serializable).
+  ``READ UNCOMMITTED`` is not offered: it only exists with SQLite's shared
+  cache, which the native session does not use.
+* **Pool.** All connections to a file share one Database, so a DB-API
+  connection is a cheap view (no file handle of its own): the default pool
+  is a :class:`~sqlalchemy.pool.QueuePool` of those views. Returning a
+  connection to the pool rolls back, which frees the writer slot.
+* URL: ``sqlite+honker:///relative.db`` or ``sqlite+honker:////abs/path.db``
+  with optional query options ``max_readers`` (int >= 1) and
+  ``watcher_poll_interval_ms`` (float > 0). Host, port, user, password,
+  ``:memory:``, other query options or bad values raise ``ArgumentError``
+  naming the problem; so do unknown ``connect_args``.
+* ``regexp_match`` and SQL ``floor()``: the stock driver registers Python
+  functions for them on each connection; the native session has no
+  user-defined functions yet, so they are not available.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import exc, pool
+from sqlalchemy.dialects.sqlite.base import SQLiteDialect
+from sqlalchemy.engine import default
+from sqlalchemy.engine.characteristics import ConnectionCharacteristic
+from sqlalchemy.engine.url import URL
+
+__all__ = ["HonkerDialect", "dialect"]
+
+_URL_OPTIONS: dict[str, type] = {"max_readers": int, "watcher_poll_interval_ms": float}
+_CONNECT_OPTIONS = frozenset(
+    {"max_readers", "watcher_poll_interval_ms", "autocommit", "readonly", "database"}
+)
+
+
+class _ReadOnlyCharacteristic(ConnectionCharacteristic):
+    """``honker_readonly``: the transaction runs in a reader snapshot."""
+
+    __slots__ = ()
+    transactional = True
+
+    def reset_characteristic(self, dialect: Any, dbapi_conn: Any) -> None:
+        if dbapi_conn.readonly:
+            dbapi_conn.rollback()
+            dbapi_conn.readonly = False
+
+    def set_characteristic(self, dialect: Any, dbapi_conn: Any, value: Any) -> None:
+        if dbapi_conn.in_transaction and bool(value) != dbapi_conn.readonly:
+            dbapi_conn.rollback()
+        dbapi_conn.readonly = bool(value)
+
+    def get_characteristic(self, dialect: Any, dbapi_conn: Any) -> Any:
+        return dbapi_conn.readonly
+
+
+class _BeginWriteCharacteristic(ConnectionCharacteristic):
+    """``honker_begin_write``: take the writer slot when the SQLAlchemy
+    transaction begins, not at its first write."""
+
+    __slots__ = ()
+    transactional = True
+
+    def reset_characteristic(self, dialect: Any, dbapi_conn: Any) -> None:
+        dbapi_conn._begin_write_eagerly = False
+
+    def set_characteristic(self, dialect: Any, dbapi_conn: Any, value: Any) -> None:
+        dbapi_conn._begin_write_eagerly = bool(value)
+
+    def get_characteristic(self, dialect: Any, dbapi_conn: Any) -> Any:
+        return getattr(dbapi_conn, "_begin_write_eagerly", False)
+
+
+class HonkerDialect(SQLiteDialect):
+    """SQLAlchemy's SQLite dialect over the alkdev-storage native session."""
+
+    driver = "honker"
+    supports_statement_cache = True
+    default_paramstyle = "qmark"
+    returns_native_bytes = True
+    description_encoding = None
+    supports_server_side_cursors = False
+
+    _isolation_lookup = {"SERIALIZABLE": 0, "AUTOCOMMIT": None}
+
+    connection_characteristics = default.DefaultDialect.connection_characteristics.union(
+        {
+            "honker_readonly": _ReadOnlyCharacteristic(),
+            "honker_begin_write": _BeginWriteCharacteristic(),
+        }
+    )
+
+    @classmethod
+    def import_dbapi(cls) -> Any:
+        from alkdev_storage import dbapi
+
+        return dbapi
+
+    @classmethod
+    def _is_url_file_db(cls, url: URL) -> bool:
+        return bool(url.database) and url.database != ":memory:"
+
+    @classmethod
+    def get_pool_class(cls, url: URL) -> type[pool.Pool]:
+        return pool.QueuePool
+
+    def _get_server_version_info(self, connection: Any) -> Any:
+        return self.dbapi.sqlite_version_info  # type: ignore[union-attr]
+
+    def _get_default_schema_name(self, connection: Any) -> str:
+        return "main"
+
+    # -- connecting -------------------------------------------------------
+
+    def create_connect_args(self, url: URL) -> Any:
+        if url.username or url.password or url.host or url.port:
+            raise exc.ArgumentError(
+                f"Invalid sqlite+honker URL {url!r}: it takes no user, password, host or "
+                "port. Valid forms: sqlite+honker:///relative/path.db, "
+                "sqlite+honker:////absolute/path.db"
+            )
+        database = url.database
+        if not database or database == ":memory:" or url.query.get("mode") == "memory":
+            raise exc.ArgumentError(
+                f"Invalid sqlite+honker URL {url!r}: a database file path is required; "
+                "in-memory databases are not supported (every reader connection would see "
+                "a different database)"
+            )
+        opts: dict[str, Any] = {}
+        for key, raw in url.query.items():
+            if key not in _URL_OPTIONS:
+                raise exc.ArgumentError(
+                    f"Unknown option {key!r} in sqlite+honker URL; accepted: "
+                    + ", ".join(sorted(_URL_OPTIONS))
+                )
+            if isinstance(raw, tuple):
+                raise exc.ArgumentError(f"Option {key!r} given more than once in the URL")
+            typ = _URL_OPTIONS[key]
+            try:
+                value = typ(raw)
+            except (TypeError, ValueError):
+                raise exc.ArgumentError(
+                    f"Invalid value {raw!r} for option {key!r}: expected {typ.__name__}"
+                ) from None
+            if value <= 0:
+                raise exc.ArgumentError(
+                    f"Invalid value {raw!r} for option {key!r}: must be positive"
+                )
+            opts[key] = value
+        if not database.startswith("file:"):
+            database = os.path.abspath(database)
+        return ([database], opts)
+
+    def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        unknown = set(cparams) - _CONNECT_OPTIONS
+        if unknown:
+            raise exc.ArgumentError(
+                f"Unknown connect argument(s) {', '.join(sorted(map(repr, unknown)))} for "
+                "sqlite+honker; accepted: " + ", ".join(sorted(_CONNECT_OPTIONS))
+            )
+        if "database" in cparams:
+            cargs = (cparams.pop("database"),)
+        for key in ("autocommit", "readonly"):
+            if key in cparams and not isinstance(cparams[key], bool):
+                raise exc.ArgumentError(f"Connect argument {key!r} must be a bool")
+        for key, typ in _URL_OPTIONS.items():
+            if key in cparams and cparams[key] is not None:
+                v = cparams[key]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or (
+                    typ is int and not isinstance(v, int)
+                ):
+                    raise exc.ArgumentError(
+                        f"Invalid value {v!r} for connect argument {key!r}: expected a "
+                        f"positive {typ.__name__}"
+                    )
+        try:
+            return self.loaded_dbapi.connect(*cargs, **cparams)
+        except (TypeError, ValueError) as e:
+            raise exc.ArgumentError(f"sqlite+honker cannot connect: {e}") from e
+
+    def on_connect(self) -> Any:
+        return None
+
+    # -- transactions -------------------------------------------------------
+
+    def do_begin(self, dbapi_connection: Any) -> None:
+        if getattr(dbapi_connection, "_begin_write_eagerly", False):
+            dbapi_connection.write_transaction()
+
+    def get_isolation_level_values(self, dbapi_connection: Any) -> list[str]:
+        return list(self._isolation_lookup)
+
+    def set_isolation_level(self, dbapi_connection: Any, level: Any) -> None:
+        if level not in self._isolation_lookup:
+            raise exc.ArgumentError(
+                f"Invalid value {level!r} for isolation_level. Valid isolation levels for "
+                f"{self.name} are {', '.join(self._isolation_lookup)}"
+            )
+        dbapi_connection.autocommit = level == "AUTOCOMMIT"
+
+    def get_isolation_level(self, dbapi_connection: Any) -> str:
+        return "AUTOCOMMIT" if dbapi_connection.autocommit else "SERIALIZABLE"
+
+    def get_default_isolation_level(self, dbapi_conn: Any) -> str:
+        return "SERIALIZABLE"
+
+    def detect_autocommit_setting(self, dbapi_conn: Any) -> bool:
+        return bool(dbapi_conn.autocommit)
+
+    def is_disconnect(self, e: Any, connection: Any, cursor: Any) -> bool:
+        dbapi = self.loaded_dbapi
+        msg = str(e)
+        return (isinstance(e, dbapi.ProgrammingError) and "closed connection" in msg) or (
+            isinstance(e, dbapi.InterfaceError) and "Database is closed" in msg
+        )
+
+dialect = HonkerDialect

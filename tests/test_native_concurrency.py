@@ -1,0 +1,289 @@
+"""Threads and processes sharing one database file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import alkdev_storage
+
+LIVENESS_TIMEOUT = 120  # seconds; only reached when something deadlocks
+
+
+def run_threads(targets):
+    """Start every (fn, args) in its own thread behind a barrier, join them,
+    and return the list of exceptions raised (empty when all succeeded)."""
+    barrier = threading.Barrier(len(targets))
+    errors = []
+    lock = threading.Lock()
+
+    def wrap(fn, args):
+        try:
+            barrier.wait()
+            fn(*args)
+        except BaseException as e:  # noqa: BLE001
+            with lock:
+                errors.append(e)
+
+    threads = [threading.Thread(target=wrap, args=(fn, args), daemon=True) for fn, args in targets]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(LIVENESS_TIMEOUT)
+        assert not th.is_alive(), "thread deadlocked"
+    return errors
+
+
+@pytest.fixture
+def counter(db):
+    db.executescript(
+        "CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);"
+        "INSERT INTO counter VALUES (1, 0);"
+        "CREATE TABLE log (who TEXT, i INTEGER, n INTEGER)"
+    )
+    return db
+
+
+def test_transaction_increments_from_many_threads_lose_nothing(counter):
+    db = counter
+    n_writers, m = 4, 60
+    n_readers = 4
+    stop = threading.Event()
+    reads = []
+
+    def writer(w):
+        for i in range(m):
+            with db.transaction() as tx:
+                (n,) = tx.fetchone("SELECT n FROM counter WHERE id = 1")
+                tx.execute("UPDATE counter SET n = ? WHERE id = 1", (n + 1,))
+                tx.execute("INSERT INTO log VALUES (?, ?, ?)", (f"w{w}", i, n + 1))
+
+    def reader(r):
+        last = 0
+        count = 0
+        while not stop.is_set() or count < 5:
+            (n,) = db.fetchone("SELECT n FROM counter WHERE id = 1")
+            assert n >= last, "a reader saw the counter go backwards"
+            last = n
+            with db.read() as snap:
+                (a,) = snap.fetchone("SELECT n FROM counter")
+                (b,) = snap.fetchone("SELECT count(*) FROM log")
+                assert a == b, "snapshot not consistent"
+            rows = list(db.iterate("SELECT n FROM log ORDER BY n"))
+            assert [x for (x,) in rows] == list(range(1, len(rows) + 1))
+            count += 1
+        reads.append(count)
+
+    reader_threads = []
+    reader_errors = []
+
+    def reader_wrap(r):
+        try:
+            reader(r)
+        except BaseException as e:  # noqa: BLE001
+            reader_errors.append(e)
+
+    for r in range(n_readers):
+        th = threading.Thread(target=reader_wrap, args=(r,), daemon=True)
+        th.start()
+        reader_threads.append(th)
+    errors = run_threads([(writer, (w,)) for w in range(n_writers)])
+    stop.set()
+    for th in reader_threads:
+        th.join(LIVENESS_TIMEOUT)
+        assert not th.is_alive()
+    assert errors == []
+    assert reader_errors == []
+    assert len(reads) == n_readers
+    assert db.fetchone("SELECT n FROM counter") == (n_writers * m,)
+    assert db.fetchone("SELECT count(*), count(DISTINCT n) FROM log") == (n_writers * m,) * 2
+
+
+def test_autocommit_increments_from_many_threads(counter):
+    db = counter
+    n_threads, m = 6, 80
+    stmt = db.prepare("UPDATE counter SET n = n + 1 WHERE id = 1")
+
+    def work(k):
+        for i in range(m):
+            if i % 2:
+                r = db.execute(stmt)
+            else:
+                r = db.execute("UPDATE counter SET n = n + 1 WHERE id = ?", (1,))
+            assert r.changes == 1
+            db.fetchone("SELECT n FROM counter")
+
+    assert run_threads([(work, (k,)) for k in range(n_threads)]) == []
+    assert db.fetchone("SELECT n FROM counter") == (n_threads * m,)
+
+
+def test_contending_transactions_all_succeed(counter):
+    db = counter
+    n = 8
+
+    def one(k):
+        # several rounds so the threads really queue on the writer
+        for round_ in range(10):
+            with db.transaction() as tx:
+                tx.execute("INSERT INTO log VALUES (?, ?, 0)", (f"t{k}", round_))
+                with tx.savepoint():
+                    tx.execute("UPDATE counter SET n = n + 1")
+            tx2 = db.begin()
+            tx2.execute("INSERT INTO log VALUES (?, ?, 1)", (f"t{k}", round_))
+            tx2.commit()
+            db.executemany("INSERT INTO log VALUES (?, ?, 2)", [(f"t{k}", round_)])
+            db.notify("done", {"k": k, "round": round_})
+
+    assert run_threads([(one, (k,)) for k in range(n)]) == []
+    assert db.fetchone("SELECT n FROM counter") == (n * 10,)
+    assert db.fetchone("SELECT count(*) FROM log") == (n * 10 * 3,)
+    assert db.fetchone("SELECT count(*) FROM _honker_notifications") == (n * 10,)
+
+
+def test_more_reader_threads_than_readers(tmp_path):
+    with alkdev_storage.open(tmp_path / "few.db", max_readers=2) as db:
+        db.executescript(
+            "CREATE TABLE t (x); "
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 500) "
+            "INSERT INTO t SELECT n FROM c;"
+        )
+        stmt = db.prepare("SELECT sum(x) FROM t WHERE x <= ?")
+
+        def reads(k):
+            for i in range(40):
+                assert db.fetchone(stmt, (500,)) == (125250,)
+                assert sum(x for (x,) in db.iterate("SELECT x FROM t")) == 125250
+                with db.read() as snap:
+                    (c,) = snap.fetchone("SELECT count(*) FROM t")
+                    assert 500 <= c <= 550
+                    assert len(snap.fetchall("SELECT x FROM t")) == c
+                [d] = db.query("SELECT count(*) AS c, sum(x) AS s FROM t")
+                assert 500 <= d["c"] <= 550 and d["s"] == 125250
+
+        def writes():
+            for i in range(50):
+                db.execute("INSERT INTO t VALUES (0)")
+
+        assert run_threads([(reads, (k,)) for k in range(6)] + [(writes, ())]) == []
+        assert db.open_readers <= 2
+        assert db.fetchone("SELECT count(*) FROM t") == (550,)
+
+
+# ---------------------------------------------------------------------------
+# Other processes
+# ---------------------------------------------------------------------------
+
+CHILD_WRITER = textwrap.dedent(
+    """
+    import sys
+    import alkdev_storage
+    path, start, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    with alkdev_storage.open(path) as db:
+        for i in range(start, start + count):
+            if i % 3 == 0:
+                with db.transaction() as tx:
+                    tx.execute("INSERT INTO shared (src, i) VALUES ('child', ?)", (i,))
+            elif i % 3 == 1:
+                db.execute("INSERT INTO shared (src, i) VALUES ('child', ?)", (i,))
+            else:
+                db.executemany("INSERT INTO shared (src, i) VALUES ('child', ?)", [(i,)])
+    print("child-done")
+    """
+)
+
+
+def spawn_writer(db_path, start, count):
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD_WRITER, str(db_path), str(start), str(count)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+
+
+def finish(proc):
+    try:
+        out, err = proc.communicate(timeout=LIVENESS_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"child process hung: {err}")
+    assert proc.returncode == 0, err
+    assert "child-done" in out, err
+
+
+def test_other_process_writes_while_this_one_reads_and_writes(db, db_path):
+    db.executescript("CREATE TABLE shared (src TEXT, i INTEGER, UNIQUE (src, i))")
+    n_child = 150
+    procs = [spawn_writer(db_path, 0, n_child), spawn_writer(db_path, 1000, n_child)]
+    seen_max = 0
+    mine = 0
+    # Read (and write) here while the children write.
+    while any(p.poll() is None for p in procs) or mine < 20:
+        (n,) = db.fetchone("SELECT count(*) FROM shared WHERE src = 'child'")
+        assert n >= seen_max
+        seen_max = n
+        with db.transaction() as tx:
+            tx.execute("INSERT INTO shared (src, i) VALUES ('parent', ?)", (mine,))
+        mine += 1
+        with db.read() as snap:
+            a = snap.fetchone("SELECT count(*) FROM shared")[0]
+            b = sum(1 for _ in snap.iterate("SELECT i FROM shared"))
+            assert a == b
+    for p in procs:
+        finish(p)
+    got = db.fetchall("SELECT i FROM shared WHERE src = 'child' ORDER BY i")
+    assert [i for (i,) in got] == list(range(n_child)) + list(range(1000, 1000 + n_child))
+    assert db.fetchone("SELECT count(*) FROM shared WHERE src = 'parent'") == (mine,)
+
+
+def test_update_subscription_wakes_on_other_process_commit(db, db_path):
+    db.executescript("CREATE TABLE shared (src TEXT, i INTEGER)")
+    sub = db.subscribe_updates()
+    try:
+        # Drain ticks from our own setup.
+        while sub.wait(0.2):
+            pass
+        proc = spawn_writer(db_path, 0, 1)
+        finish(proc)
+        assert sub.wait(LIVENESS_TIMEOUT) is True
+        assert db.fetchall("SELECT src, i FROM shared") == [("child", 0)]
+    finally:
+        sub.close()
+
+
+def test_update_subscription_wakes_on_commit_from_another_thread(db):
+    db.executescript("CREATE TABLE t (x)")
+    sub = db.subscribe_updates()
+    while sub.wait(0.2):
+        pass
+    woke = []
+
+    def waiter():
+        woke.append(sub.wait(LIVENESS_TIMEOUT))
+
+    th = threading.Thread(target=waiter, daemon=True)
+    th.start()
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO t VALUES (1)")
+    th.join(LIVENESS_TIMEOUT)
+    assert not th.is_alive()
+    assert woke == [True]
+    sub.close()
+    with pytest.raises(alkdev_storage.InterfaceError):
+        sub.wait(0)
+
+
+def test_subscription_wait_rejects_bad_timeout(db):
+    sub = db.subscribe_updates()
+    with pytest.raises(ValueError):
+        sub.wait(-1)
+    with pytest.raises(ValueError):
+        sub.wait(float("nan"))
+    sub.close()
