@@ -187,6 +187,30 @@ def timed(fn: Callable[[], Any], ops: int) -> float:
     return (time.perf_counter_ns() - t0) / ops
 
 
+def measure(
+    lib: Any,
+    s: dict[str, dict[str, list[float]]],
+    ids: list[int],
+    rows_tx: list[tuple[Any, ...]],
+    rows_auto: list[tuple[Any, ...]],
+    rows_many: list[tuple[Any, ...]],
+    starts: list[int],
+) -> None:
+    """One repeat of every workload for one library."""
+    s["point_select"][lib.name].append(timed(lambda: lib.point_select(ids), len(ids)))
+    s["insert_in_tx"][lib.name].append(timed(lambda: lib.insert_in_tx(rows_tx), len(rows_tx)))
+    s["autocommit_insert"][lib.name].append(
+        timed(lambda: lib.autocommit_insert(rows_auto), len(rows_auto))
+    )
+    s["executemany_10k"][lib.name].append(timed(lambda: lib.executemany(rows_many), len(rows_many)))
+
+    def scans() -> None:
+        for st in starts:
+            assert lib.scan_rows(st) == 1000
+
+    s["scan_1000"][lib.name].append(timed(scans, len(starts)))
+
+
 def run(quick: bool) -> dict[str, Any]:
     repeats = 3 if quick else 9
     n_select = 2_000 if quick else 20_000
@@ -203,29 +227,18 @@ def run(quick: bool) -> dict[str, Any]:
         lib = cls(os.path.join(tmp, f"{cls.name}.db"))
         lib.executemany([row(i) for i in range(SEED_ROWS)])
         libs.append(lib)
-    samples: dict[str, dict[str, list[float]]] = {w: {lib.name: [] for lib in libs} for w in TARGETS}
+    samples: dict[str, dict[str, list[float]]] = {
+        w: {lib.name: [] for lib in libs} for w in TARGETS
+    }
     for rep in range(repeats):
         ids = [rng.randint(1, SEED_ROWS) for _ in range(n_select)]
         rows_tx = [row(i) for i in range(n_tx)]
         rows_auto = [row(i) for i in range(n_auto)]
         rows_many = [row(i) for i in range(n_many)]
         starts = [rng.randint(0, SEED_ROWS - 1000) for _ in range(n_scan)]
-        order = libs[rep % len(libs):] + libs[: rep % len(libs)]
+        order = libs[rep % len(libs) :] + libs[: rep % len(libs)]
         for lib in order:
-            s = samples
-            s["point_select"][lib.name].append(timed(lambda: lib.point_select(ids), n_select))
-            s["insert_in_tx"][lib.name].append(timed(lambda: lib.insert_in_tx(rows_tx), n_tx))
-            s["autocommit_insert"][lib.name].append(
-                timed(lambda: lib.autocommit_insert(rows_auto), n_auto)
-            )
-            s["executemany_10k"][lib.name].append(
-                timed(lambda: lib.executemany(rows_many), n_many)
-            )
-
-            def scans() -> None:
-                for st in starts:
-                    assert lib.scan_rows(st) == 1000
-            s["scan_1000"][lib.name].append(timed(scans, n_scan))
+            measure(lib, samples, ids, rows_tx, rows_auto, rows_many, starts)
     for lib in libs:
         lib.close()
     result: dict[str, Any] = {"repeats": repeats, "quick": quick, "workloads": {}}
@@ -261,10 +274,12 @@ def report(result: dict[str, Any]) -> str:
         f"{'vs sqlite3':>10} {'vs apsw':>8} {'target':>7}",
     ]
     for w, e in result["workloads"].items():
+
         def cell(name: str, e: dict[str, Any] = e) -> str:
             if name not in e:
                 return "-"
             return f"{e[name]['median_ns']:>8.0f} ±{e[name]['spread']:.2f}"
+
         ok = "" if "met" not in e else ("ok" if e["met"] else "MISSED")
         lines.append(
             f"{w:<18} {cell('alkdev'):>14} {cell('sqlite3'):>14} {cell('apsw'):>14} "

@@ -1,12 +1,70 @@
-"""The Database handle returned by :func:`alkdev_storage.open`."""
+"""The Database handle returned by :func:`alkdev_storage.open`.
+
+:class:`Database` is the native session (``_native.Database``) plus the
+honker primitives, with the honker Python binding's method names,
+arguments, defaults, return shapes and exceptions: ``notify``, ``listen``,
+``update_events``, ``queue``, ``stream``, ``outbox``, ``lock``,
+``try_rate_limit``, ``sweep_rate_limits``, ``prune_notifications``,
+``scheduler``, ``task``, ``periodic_task``, ``run_workers``.
+
+Decisions
+---------
+* Opening bootstraps honker's schema (honker-core's
+  ``bootstrap_honker_schema``, idempotent) and honker's ``_honker_jobs``
+  inspection view, in one write transaction, as the honker binding does
+  when it opens a file. The view is created only if missing (the honker
+  binding drops and recreates it; we never drop anything).
+* SQL used by the primitives is prepared once per Database
+  (``Database._stmt``) and reused: statements are compiled once per
+  connection.
+* ``queue(name)`` / ``stream(name)`` / ``outbox(name)`` return the same
+  object for the same name (honker's cache; later arguments are ignored,
+  as in honker).
+* ``close()`` closes the native session (which stops the shared update
+  watcher) and joins the asyncio wake bridge; open iterators end cleanly.
+  ``with open(...) as db`` does the same. A Database that is garbage
+  collected stops its wake bridge (the native side closes when its last
+  handle goes).
+* ``db.notify`` encodes payloads strictly (see
+  :mod:`alkdev_storage.primitives._util`); ``tx.notify`` is the native
+  method.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
 
 from alkdev_storage import _native
+from alkdev_storage.primitives import _wake
+from alkdev_storage.primitives._util import as_int, check_name, encode
+from alkdev_storage.primitives.lock import Lock
+from alkdev_storage.primitives.notify import Listener, UpdateEvents
+from alkdev_storage.primitives.outbox import Outbox
+from alkdev_storage.primitives.queue import Queue
+from alkdev_storage.primitives.scheduler import Scheduler
+from alkdev_storage.primitives.stream import Stream
 
 __all__ = ["Database", "open"]
+
+# honker's inspection view (live + dead jobs), created if missing.
+_JOBS_VIEW = """
+CREATE VIEW IF NOT EXISTS _honker_jobs AS
+  SELECT id, queue, payload, state, priority, run_at,
+         worker_id, claim_expires_at,
+         attempts, max_attempts, NULL AS last_error, created_at
+    FROM _honker_live
+  UNION ALL
+  SELECT id, queue, payload, 'dead' AS state, priority,
+         run_at, NULL, NULL,
+         attempts, max_attempts, last_error, created_at
+    FROM _honker_dead
+"""
+
+_SQL_NOTIFY = "SELECT notify(?1, ?2)"
 
 
 class Database(_native.Database):
@@ -23,7 +81,216 @@ class Database(_native.Database):
     * ``transaction()`` (write), ``read()`` (consistent snapshot).
     * ``notify()`` and the ``honker_*`` SQL functions are available on the
       writer, so code written for the honker binding runs unchanged.
+    * honker's primitives: ``listen``, ``queue``, ``stream``, ``lock``,
+      ``try_rate_limit``, ``scheduler``, ... (see the module docstring).
     """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_readers: int = 8,
+        watcher_poll_interval_ms: float | None = None,
+    ) -> None:
+        super().__init__()
+        self._stmts: dict[str, _native.Statement] = {}
+        self._queues: dict[str, Queue] = {}
+        self._streams: dict[str, Stream] = {}
+        self._outboxes: dict[str, Outbox] = {}
+        self._hub: _wake.WakeHub | None = None
+        self._hub_lock = threading.Lock()
+        try:
+            with self.transaction() as tx:
+                tx.bootstrap_honker_schema()
+                tx.execute(_JOBS_VIEW)
+        except BaseException:
+            _native.Database.close(self)
+            raise
+
+    # -- plumbing ------------------------------------------------------
+
+    def _stmt(self, sql: str) -> _native.Statement:
+        """A Statement prepared once per Database."""
+        st = self._stmts.get(sql)
+        if st is None:
+            st = self._stmts[sql] = self.prepare(sql)
+        return st
+
+    def _wake_hub(self) -> _wake.WakeHub:
+        """The asyncio wake bridge of this Database (created on first use)."""
+        hub = self._hub
+        if hub is None:
+            with self._hub_lock:
+                hub = self._hub
+                if hub is None:
+                    hub = self._hub = _wake.WakeHub(self)
+        return hub
+
+    def close(self) -> None:
+        """Close every connection and the update watcher (idempotent). Open
+        listeners, claim iterators and subscriptions end."""
+        _native.Database.close(self)
+        hub = self._hub
+        if hub is not None:
+            hub.stop(join=True)
+
+    def __exit__(self, *args: object) -> bool:
+        self.close()
+        return False
+
+    def __del__(self) -> None:
+        hub = getattr(self, "_hub", None)
+        if hub is not None:
+            hub.stop(join=False)
+
+    # -- notify / listen -----------------------------------------------
+
+    def notify(self, channel: str, payload: Any) -> int:  # type: ignore[override]
+        """Insert a notification on ``channel`` in its own transaction
+        (use ``tx.notify`` inside a transaction). Returns its id."""
+        check_name(channel, "channel")
+        row = self.fetchone(self._stmt(_SQL_NOTIFY), (channel, encode(payload)))
+        return row[0]  # type: ignore[no-any-return]
+
+    def listen(
+        self,
+        channel: str,
+        fallback_poll_s: float | None = 15.0,
+        *,
+        timeout: float | None = None,
+    ) -> Listener:
+        """Notifications on ``channel`` from now on (``async for`` or
+        ``for``; ``timeout`` ends iteration after that many idle seconds)."""
+        return Listener(self, channel, fallback_poll_s=fallback_poll_s, timeout=timeout)
+
+    def update_events(self, *, timeout: float | None = None) -> UpdateEvents:
+        """Yields ``None`` on every commit to this file (any process)."""
+        return UpdateEvents(self, timeout=timeout)
+
+    def prune_notifications(
+        self, older_than_s: int | None = None, max_keep: int | None = None
+    ) -> int:
+        """Delete notifications older than ``older_than_s`` seconds and/or
+        beyond the newest ``max_keep`` (a row matching either goes).
+        Returns the number deleted."""
+        conditions: list[str] = []
+        params: list[int] = []
+        if older_than_s is not None:
+            conditions.append("created_at < unixepoch() - ?")
+            params.append(as_int(older_than_s, "older_than_s"))
+        if max_keep is not None:
+            keep = as_int(max_keep, "max_keep")
+            if keep < 0:
+                raise ValueError(f"max_keep must be >= 0, got {keep}")
+            row = self.fetchone("SELECT MAX(id) FROM _honker_notifications")
+            threshold = (row[0] or 0) - keep if row else 0
+            if threshold >= 1:
+                conditions.append("id <= ?")
+                params.append(threshold)
+        if not conditions:
+            return 0
+        sql = "DELETE FROM _honker_notifications WHERE " + " OR ".join(conditions)
+        return self.execute(sql, params).changes  # type: ignore[no-any-return]
+
+    # -- rate limits ---------------------------------------------------
+
+    def try_rate_limit(self, name: str, limit: int, per: int) -> bool:
+        """Fixed-window limiter: True (and counted) if fewer than ``limit``
+        calls happened in the current ``per``-second window."""
+        check_name(name, "rate limit name")
+        limit = as_int(limit, "limit")
+        per = as_int(per, "per")
+        if limit <= 0 or per <= 0:
+            raise ValueError("limit and per must be positive")
+        row = self.fetchone(self._stmt("SELECT honker_rate_limit_try(?1, ?2, ?3)"), (name, limit, per))
+        return bool(row[0])
+
+    def sweep_rate_limits(self, older_than_s: int = 3600) -> int:
+        """Delete rate-limit windows older than ``older_than_s`` seconds."""
+        row = self.fetchone(
+            self._stmt("SELECT honker_rate_limit_sweep(?1)"), (as_int(older_than_s, "older_than_s"),)
+        )
+        return row[0]  # type: ignore[no-any-return]
+
+    # -- locks ---------------------------------------------------------
+
+    def lock(self, name: str, ttl: int = 60, owner: str | None = None) -> Lock:
+        """A named lock (context manager raising ``LockHeld`` if taken)."""
+        return Lock(self, name, ttl=ttl, owner=owner or uuid.uuid4().hex)
+
+    # -- queues, streams, outboxes, scheduler --------------------------
+
+    def queue(self, name: str, visibility_timeout_s: int = 300, max_attempts: int = 3) -> Queue:
+        q = self._queues.get(name)
+        if q is None:
+            q = Queue(self, name, visibility_timeout_s=visibility_timeout_s, max_attempts=max_attempts)
+            q = self._queues.setdefault(name, q)
+        return q
+
+    def stream(self, name: str) -> Stream:
+        s = self._streams.get(name)
+        if s is None:
+            s = self._streams.setdefault(name, Stream(self, name))
+        return s
+
+    def outbox(
+        self,
+        name: str,
+        delivery: Callable[[Any], Any],
+        max_attempts: int = 5,
+        base_backoff_s: int = 5,
+        visibility_timeout_s: int = 60,
+    ) -> Outbox:
+        o = self._outboxes.get(name)
+        if o is None:
+            o = Outbox(
+                self,
+                name,
+                delivery=delivery,
+                max_attempts=max_attempts,
+                base_backoff_s=base_backoff_s,
+                visibility_timeout_s=visibility_timeout_s,
+            )
+            o = self._outboxes.setdefault(name, o)
+        return o
+
+    def scheduler(self, lock_name: str | None = None) -> Scheduler:
+        """A :class:`Scheduler` on this database."""
+        return Scheduler(self, lock_name=lock_name)
+
+    # -- tasks ---------------------------------------------------------
+
+    def task(self, queue: str = "default", **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+        """``@db.task(queue="emails")`` is ``@db.queue("emails").task()``."""
+        return self.queue(queue).task(**kwargs)
+
+    def periodic_task(
+        self, schedule: Any, queue: str = "default", **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], Any]:
+        return self.queue(queue).periodic_task(schedule, **kwargs)
+
+    async def run_workers(
+        self,
+        queue: str | None = None,
+        concurrency: int | None = None,
+        stop_event: Any = None,
+    ) -> None:
+        """Run task workers until ``stop_event`` is set or cancelled."""
+        from alkdev_storage.primitives.tasks import run_workers
+
+        await run_workers(self, queue=queue, concurrency=concurrency, stop_event=stop_event)
+
+    def run_workers_blocking(
+        self,
+        queue: str | None = None,
+        stop_event: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Run task jobs in this thread (no event loop) until ``stop_event``
+        is set or nothing arrived for ``timeout`` seconds."""
+        from alkdev_storage.primitives.tasks import run_workers_blocking
+
+        return run_workers_blocking(self, queue=queue, stop_event=stop_event, timeout=timeout)
 
 
 def open(  # noqa: A001 - the honker-compatible name

@@ -224,6 +224,8 @@ _ATTACH_RE = re.compile(
 )
 _DETACH_RE = re.compile(r"DETACH(?:\s+DATABASE)?\s+(" + _NAME + r")\s*;?\s*$", re.I | re.S)
 
+_HOW = {"all": "fetchall", "one": "fetchone", "exec": "execute"}
+
 #: Upper bound of the per-Database statement cache (cleared when exceeded).
 STATEMENT_CACHE_SIZE = 1024
 
@@ -766,6 +768,31 @@ class Connection:
             raise
         tx.commit()
         return rows
+
+    def _run_prepared(self, stmt: Any, args: Any, how: str, write: bool) -> Any:
+        """Run a native Statement the way ``cursor.execute`` would route it
+        (used by prepared queries). ``how``: "all", "one" or "exec"."""
+        self._check()
+        tx = self._tx
+        if tx is not None:
+            return getattr(tx, _HOW[how])(stmt, args)
+        if self._readonly or self._snap is not None:
+            return getattr(self._snapshot(), _HOW[how])(stmt, args)
+        if not write:
+            if self._shared.pinned:
+                rows = self._writer_read(stmt, args)
+                if how == "one":
+                    return rows[0] if rows else None
+                return rows
+            return getattr(self._db, _HOW[how])(stmt, args)
+        if self._autocommit:
+            return getattr(self._db, _HOW[how])(stmt, args)
+        tx = self._begin_write()
+        try:
+            return getattr(tx, _HOW[how])(stmt, args)
+        except BaseException:
+            self._end(False)
+            raise
 
     def _control(self, action: str, name: str | None) -> None:
         if action == "begin":

@@ -81,7 +81,12 @@ impl Drop for Conn {
             for (_, (s, _)) in self.adhoc.drain() {
                 ffi::sqlite3_finalize(s);
             }
-            for s in [self.begin_immediate, self.commit, self.rollback, self.begin_deferred] {
+            for s in [
+                self.begin_immediate,
+                self.commit,
+                self.rollback,
+                self.begin_deferred,
+            ] {
                 if !s.is_null() {
                     ffi::sqlite3_finalize(s);
                 }
@@ -91,6 +96,7 @@ impl Drop for Conn {
 }
 
 /// Error raised by a prepare: SQLite's code and message.
+#[derive(Debug)]
 pub struct PrepareError {
     pub code: i32,
     pub msg: String,
@@ -306,7 +312,7 @@ impl Conn {
                 self.db,
                 sql.as_ptr() as *const c_char,
                 len,
-                ffi::SQLITE_PREPARE_PERSISTENT as u32,
+                ffi::SQLITE_PREPARE_PERSISTENT,
                 &mut stmt,
                 &mut tail,
             )
@@ -369,7 +375,10 @@ impl Conn {
     }
 
     /// Handle for ad-hoc SQL text (cached per connection by the text).
-    pub fn stmt_for_sql(&mut self, sql: &str) -> Result<(*mut ffi::sqlite3_stmt, StmtInfo), PrepareError> {
+    pub fn stmt_for_sql(
+        &mut self,
+        sql: &str,
+    ) -> Result<(*mut ffi::sqlite3_stmt, StmtInfo), PrepareError> {
         if let Some(&(p, info)) = self.adhoc.get(sql) {
             return Ok((p, info));
         }
@@ -398,7 +407,7 @@ impl Conn {
                     self.db,
                     sql.as_ptr() as *const c_char,
                     sql.len() as c_int,
-                    ffi::SQLITE_PREPARE_PERSISTENT as u32,
+                    ffi::SQLITE_PREPARE_PERSISTENT,
                     &mut s,
                     ptr::null_mut(),
                 );
@@ -436,11 +445,13 @@ impl Conn {
     }
 
     pub fn begin_immediate(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.control(0).map_err(|_| unsafe { errors::last_error(py, self.db) })
+        self.control(0)
+            .map_err(|_| unsafe { errors::last_error(py, self.db) })
     }
 
     pub fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.control(1).map_err(|_| unsafe { errors::last_error(py, self.db) })
+        self.control(1)
+            .map_err(|_| unsafe { errors::last_error(py, self.db) })
     }
 
     /// Roll back if a transaction is open. Never fails loudly: a rollback
@@ -464,7 +475,9 @@ impl Conn {
         let db = SendPtr(self.db);
         let rc = py.detach(move || {
             let db = db;
-            unsafe { ffi::sqlite3_exec(db.0, csql.as_ptr(), None, ptr::null_mut(), ptr::null_mut()) }
+            unsafe {
+                ffi::sqlite3_exec(db.0, csql.as_ptr(), None, ptr::null_mut(), ptr::null_mut())
+            }
         });
         if rc != ffi::SQLITE_OK {
             return Err(unsafe { errors::last_error(py, self.db) });
@@ -498,7 +511,7 @@ pub unsafe fn step_nogil(stmt: *mut ffi::sqlite3_stmt) -> c_int {
 /// As [`step_nogil`].
 #[inline]
 pub unsafe fn step_batched(stmt: *mut ffi::sqlite3_stmt, n: usize) -> c_int {
-    if n % 32 == 0 {
+    if n.is_multiple_of(32) {
         step_nogil(stmt)
     } else {
         ffi::sqlite3_step(stmt)
@@ -537,7 +550,9 @@ unsafe fn bind_value(
     let ty = pyffi::Py_TYPE(obj);
     let rc = if obj == pyffi::Py_None() {
         ffi::sqlite3_bind_null(stmt, idx)
-    } else if ty == &raw mut pyffi::PyLong_Type || (ty != &raw mut pyffi::PyBool_Type && pyffi::PyLong_Check(obj) != 0) {
+    } else if ty == &raw mut pyffi::PyLong_Type
+        || (ty != &raw mut pyffi::PyBool_Type && pyffi::PyLong_Check(obj) != 0)
+    {
         let mut overflow: c_int = 0;
         let v = pyffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
         if overflow != 0 {
@@ -562,7 +577,14 @@ unsafe fn bind_value(
             err.set_cause(py, Some(cause));
             return Err(err);
         }
-        ffi::sqlite3_bind_text64(stmt, idx, data, size as u64, ffi::SQLITE_STATIC(), ffi::SQLITE_UTF8 as u8)
+        ffi::sqlite3_bind_text64(
+            stmt,
+            idx,
+            data,
+            size as u64,
+            ffi::SQLITE_STATIC(),
+            ffi::SQLITE_UTF8 as u8,
+        )
     } else if ty == &raw mut pyffi::PyFloat_Type || pyffi::PyFloat_Check(obj) != 0 {
         ffi::sqlite3_bind_double(stmt, idx, pyffi::PyFloat_AsDouble(obj))
     } else if ty == &raw mut pyffi::PyBool_Type {
@@ -573,7 +595,13 @@ unsafe fn bind_value(
         if pyffi::PyBytes_AsStringAndSize(obj, &mut data, &mut size) != 0 {
             return Err(PyErr::fetch(py));
         }
-        ffi::sqlite3_bind_blob64(stmt, idx, data as *const _, size as u64, ffi::SQLITE_STATIC())
+        ffi::sqlite3_bind_blob64(
+            stmt,
+            idx,
+            data as *const _,
+            size as u64,
+            ffi::SQLITE_STATIC(),
+        )
     } else if pyffi::PyByteArray_Check(obj) != 0 || ty == &raw mut pyffi::PyMemoryView_Type {
         let mut view: pyffi::Py_buffer = std::mem::zeroed();
         if pyffi::PyObject_GetBuffer(obj, &mut view, pyffi::PyBUF_SIMPLE) != 0 {
@@ -585,7 +613,13 @@ unsafe fn bind_value(
             err.set_cause(py, Some(cause));
             return Err(err);
         }
-        let rc = ffi::sqlite3_bind_blob64(stmt, idx, view.buf as *const _, view.len as u64, ffi::SQLITE_TRANSIENT());
+        let rc = ffi::sqlite3_bind_blob64(
+            stmt,
+            idx,
+            view.buf as *const _,
+            view.len as u64,
+            ffi::SQLITE_TRANSIENT(),
+        );
         pyffi::PyBuffer_Release(&mut view);
         rc
     } else {
@@ -641,7 +675,11 @@ pub unsafe fn bind_params(
     let ty = pyffi::Py_TYPE(obj);
     if ty == &raw mut pyffi::PyTuple_Type || ty == &raw mut pyffi::PyList_Type {
         let is_tuple = ty == &raw mut pyffi::PyTuple_Type;
-        let len = if is_tuple { pyffi::PyTuple_Size(obj) } else { pyffi::PyList_Size(obj) };
+        let len = if is_tuple {
+            pyffi::PyTuple_Size(obj)
+        } else {
+            pyffi::PyList_Size(obj)
+        };
         if len != n as pyffi::Py_ssize_t {
             return Err(ProgrammingError::new_err(format!(
                 "incorrect number of bindings supplied: the statement uses {n}, and {len} were supplied"
@@ -722,7 +760,11 @@ pub unsafe fn bind_params(
     let len = params.len().map_err(|_| {
         PyTypeError::new_err(format!(
             "parameters must be a sequence or a mapping, not '{}'",
-            params.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            params
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })?;
     if len != n as usize {
@@ -753,12 +795,25 @@ unsafe fn keep_alive(
     let rc = if pyffi::PyUnicode_Check(obj) != 0 {
         let mut size: pyffi::Py_ssize_t = 0;
         let data = pyffi::PyUnicode_AsUTF8AndSize(obj, &mut size);
-        ffi::sqlite3_bind_text64(stmt, idx, data, size as u64, ffi::SQLITE_TRANSIENT(), ffi::SQLITE_UTF8 as u8)
+        ffi::sqlite3_bind_text64(
+            stmt,
+            idx,
+            data,
+            size as u64,
+            ffi::SQLITE_TRANSIENT(),
+            ffi::SQLITE_UTF8 as u8,
+        )
     } else if pyffi::PyBytes_Check(obj) != 0 {
         let mut data: *mut c_char = ptr::null_mut();
         let mut size: pyffi::Py_ssize_t = 0;
         pyffi::PyBytes_AsStringAndSize(obj, &mut data, &mut size);
-        ffi::sqlite3_bind_blob64(stmt, idx, data as *const _, size as u64, ffi::SQLITE_TRANSIENT())
+        ffi::sqlite3_bind_blob64(
+            stmt,
+            idx,
+            data as *const _,
+            size as u64,
+            ffi::SQLITE_TRANSIENT(),
+        )
     } else {
         ffi::SQLITE_OK
     };
@@ -775,7 +830,11 @@ fn positional_in_mapping(i: c_int) -> PyErr {
 }
 
 /// Name of parameter `i` without its prefix character.
-pub fn param_name<'py>(py: Python<'py>, stmt: *mut ffi::sqlite3_stmt, i: c_int) -> Option<Bound<'py, PyString>> {
+pub fn param_name<'py>(
+    py: Python<'py>,
+    stmt: *mut ffi::sqlite3_stmt,
+    i: c_int,
+) -> Option<Bound<'py, PyString>> {
     let name = unsafe { ffi::sqlite3_bind_parameter_name(stmt, i) };
     if name.is_null() {
         return None;
@@ -796,7 +855,10 @@ fn column_label(stmt: *mut ffi::sqlite3_stmt, i: c_int) -> String {
     if name.is_null() {
         format!("column {i}")
     } else {
-        format!("column {i} ({:?})", unsafe { CStr::from_ptr(name) }.to_string_lossy())
+        format!(
+            "column {i} ({:?})",
+            unsafe { CStr::from_ptr(name) }.to_string_lossy()
+        )
     }
 }
 
@@ -805,14 +867,22 @@ fn column_label(stmt: *mut ffi::sqlite3_stmt, i: c_int) -> String {
 /// # Safety
 /// `stmt` positioned on a row; GIL held.
 #[inline]
-unsafe fn column_value(py: Python<'_>, stmt: *mut ffi::sqlite3_stmt, i: c_int) -> PyResult<*mut pyffi::PyObject> {
+unsafe fn column_value(
+    py: Python<'_>,
+    stmt: *mut ffi::sqlite3_stmt,
+    i: c_int,
+) -> PyResult<*mut pyffi::PyObject> {
     let obj = match ffi::sqlite3_column_type(stmt, i) {
         ffi::SQLITE_INTEGER => pyffi::PyLong_FromLongLong(ffi::sqlite3_column_int64(stmt, i)),
         ffi::SQLITE_FLOAT => pyffi::PyFloat_FromDouble(ffi::sqlite3_column_double(stmt, i)),
         ffi::SQLITE_TEXT => {
             let data = ffi::sqlite3_column_text(stmt, i);
             let len = ffi::sqlite3_column_bytes(stmt, i);
-            let o = pyffi::PyUnicode_DecodeUTF8(data as *const c_char, len as pyffi::Py_ssize_t, c"strict".as_ptr());
+            let o = pyffi::PyUnicode_DecodeUTF8(
+                data as *const c_char,
+                len as pyffi::Py_ssize_t,
+                c"strict".as_ptr(),
+            );
             if o.is_null() {
                 let cause = PyErr::fetch(py);
                 let err = DataError::new_err(format!(
@@ -846,7 +916,11 @@ unsafe fn column_value(py: Python<'_>, stmt: *mut ffi::sqlite3_stmt, i: c_int) -
 /// # Safety
 /// `stmt` positioned on a row; GIL held.
 #[inline]
-pub unsafe fn row_tuple(py: Python<'_>, stmt: *mut ffi::sqlite3_stmt, ncols: c_int) -> PyResult<*mut pyffi::PyObject> {
+pub unsafe fn row_tuple(
+    py: Python<'_>,
+    stmt: *mut ffi::sqlite3_stmt,
+    ncols: c_int,
+) -> PyResult<*mut pyffi::PyObject> {
     let t = pyffi::PyTuple_New(ncols as pyffi::Py_ssize_t);
     if t.is_null() {
         return Err(PyErr::fetch(py));
@@ -866,7 +940,10 @@ pub unsafe fn row_tuple(py: Python<'_>, stmt: *mut ffi::sqlite3_stmt, ncols: c_i
 }
 
 /// Column names of a statement as Python strings.
-pub fn column_names<'py>(py: Python<'py>, stmt: *mut ffi::sqlite3_stmt) -> Vec<Bound<'py, PyString>> {
+pub fn column_names<'py>(
+    py: Python<'py>,
+    stmt: *mut ffi::sqlite3_stmt,
+) -> Vec<Bound<'py, PyString>> {
     let n = unsafe { ffi::sqlite3_column_count(stmt) };
     (0..n)
         .map(|i| {
@@ -1066,6 +1143,74 @@ mod tests {
         let bad = c.prepare_raw("SELEC 1").err().unwrap();
         assert!(bad.msg.contains("syntax error"), "{}", bad.msg);
         drop(c);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn temp_db(tag: &str) -> (std::path::PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!("alk-conn-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db").to_str().unwrap().to_string();
+        (dir, path)
+    }
+
+    fn count(c: &Conn) -> i64 {
+        c.conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn reader_snapshot_is_reused_until_a_commit_then_refreshed() {
+        let (dir, path) = temp_db("snap");
+        let w = Conn::open_writer(&path).unwrap();
+        w.conn.execute_batch("CREATE TABLE t(x)").unwrap();
+        let mut r = Conn::open_reader(&path).unwrap();
+        assert!(r.shm.is_some(), "the -shm header should be mapped");
+        r.fresh_read();
+        assert_eq!(count(&r), 0);
+        assert!(r.has_open_read());
+        // Nothing committed: the same read transaction is kept.
+        r.fresh_read();
+        assert!(r.has_open_read());
+        // A commit by the writer, then by a foreign connection: each is seen
+        // by the very next statement.
+        w.conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        r.fresh_read();
+        assert_eq!(count(&r), 1);
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        r.fresh_read();
+        assert_eq!(count(&r), 2);
+        // Readers cannot write.
+        assert!(r.conn.execute("INSERT INTO t VALUES (3)", []).is_err());
+        r.end_read();
+        assert!(!r.has_open_read() && r.autocommit());
+        drop((r, w, other));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn statements_are_finalized_before_the_connection_closes() {
+        let (dir, path) = temp_db("fin");
+        let mut w = Conn::open_writer(&path).unwrap();
+        w.conn.execute_batch("CREATE TABLE t(x)").unwrap();
+        let (s1, _) = w.stmt_for_sql("SELECT x FROM t").unwrap();
+        let (s2, _) = w.stmt_for_sql("SELECT x FROM t").unwrap();
+        assert_eq!(s1, s2, "ad-hoc SQL is cached per connection");
+        let handle = w.handle();
+        assert!(!unsafe { ffi::sqlite3_next_stmt(handle, ptr::null_mut()) }.is_null());
+        // Dropping must close cleanly (sqlite3_close fails with BUSY, and
+        // leaks the file handle, if any statement is left unfinalized).
+        drop(w);
+        let fd_dir = std::path::Path::new("/proc/self/fd");
+        if fd_dir.exists() {
+            let open: Vec<_> = std::fs::read_dir(fd_dir)
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+                .filter(|p| p.to_string_lossy().contains(&path))
+                .collect();
+            assert!(open.is_empty(), "file still open: {open:?}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

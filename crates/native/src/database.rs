@@ -121,8 +121,12 @@ impl Statement {
     /// Parameter names without their prefix (None for positional ones).
     #[getter]
     fn param_names(&self, py: Python<'_>) -> PyResult<Py<PyTuple>> {
-        let items: Vec<Option<Py<PyString>>> =
-            self.shared.param_names.iter().map(|n| n.as_ref().map(|s| s.clone_ref(py))).collect();
+        let items: Vec<Option<Py<PyString>>> = self
+            .shared
+            .param_names
+            .iter()
+            .map(|n| n.as_ref().map(|s| s.clone_ref(py)))
+            .collect();
         Ok(PyTuple::new(py, items)?.unbind())
     }
 
@@ -157,7 +161,10 @@ impl ExecResult {
     }
 
     fn __repr__(&self) -> String {
-        format!("ExecResult(changes={}, lastrowid={})", self.changes, self.lastrowid)
+        format!(
+            "ExecResult(changes={}, lastrowid={})",
+            self.changes, self.lastrowid
+        )
     }
 
     fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -220,11 +227,19 @@ fn prepare_on<'a>(py: Python<'_>, conn: &mut Conn, t: &Target<'a>) -> PyResult<P
     match t {
         Target::Stmt(s) => {
             let stmt = conn.stmt_for(&s.shared).map_err(|e| e.into_py(py))?;
-            Ok(Prepared { stmt, names: Some(&s.shared.param_names), info: s.shared.info })
+            Ok(Prepared {
+                stmt,
+                names: Some(&s.shared.param_names),
+                info: s.shared.info,
+            })
         }
         Target::Sql(sql) => {
             let (stmt, info) = conn.stmt_for_sql(sql).map_err(|e| e.into_py(py))?;
-            Ok(Prepared { stmt, names: None, info })
+            Ok(Prepared {
+                stmt,
+                names: None,
+                info,
+            })
         }
     }
 }
@@ -248,10 +263,18 @@ fn is_query_only_violation(py: Python<'_>, e: &PyErr) -> bool {
     // Directly (SQLITE_READONLY), or through an SQL function whose own
     // INSERT failed (reported as SQLITE_ERROR with SQLite's message).
     let v = e.value(py);
-    let code = v.getattr("sqlite_errorcode").and_then(|c| c.extract::<i32>()).unwrap_or(0);
+    let code = v
+        .getattr("sqlite_errorcode")
+        .and_then(|c| c.extract::<i32>())
+        .unwrap_or(0);
     code & 0xff == ffi::SQLITE_READONLY
         || (code == ffi::SQLITE_ERROR
-            && v.str().map(|s| s.to_string_lossy().contains("attempt to write a readonly database")).unwrap_or(false))
+            && v.str()
+                .map(|s| {
+                    s.to_string_lossy()
+                        .contains("attempt to write a readonly database")
+                })
+                .unwrap_or(false))
 }
 
 fn add_note(py: Python<'_>, e: &PyErr, note: String) {
@@ -467,6 +490,7 @@ impl Database {
     fn prepare(&self, py: Python<'_>, sql: &str) -> PyResult<Statement> {
         let db = self.db()?.clone();
         let mut conn = db.readers.acquire(py)?;
+        conn.fresh_read(); // see the latest schema
         let first = conn.prepare_raw(sql);
         let (stmt, on_writer) = match first {
             Ok(s) => (s, None),
@@ -493,7 +517,9 @@ impl Database {
         };
         let info = Conn::info_of(stmt, sql);
         let n = unsafe { ffi::sqlite3_bind_parameter_count(stmt) };
-        let param_names = (1..=n).map(|i| conn::param_name(py, stmt, i).map(|s| s.unbind())).collect();
+        let param_names = (1..=n)
+            .map(|i| conn::param_name(py, stmt, i).map(|s| s.unbind()))
+            .collect();
         let columns = PyTuple::new(py, conn::column_names(py, stmt))?.unbind();
         unsafe { ffi::sqlite3_finalize(stmt) };
         db.give_back(on_writer.is_some(), conn);
@@ -521,10 +547,17 @@ impl Database {
     /// Run one statement. Writes run on the writer in their own transaction;
     /// returns ExecResult(changes, lastrowid).
     #[pyo3(signature = (stmt, params=None))]
-    fn execute(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn execute(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(stmt, &self.inner)?;
         let r = match &t {
-            Target::Stmt(s) if s.shared.info.readonly && !s.needs_writer.load(Ordering::Relaxed) => {
+            Target::Stmt(s)
+                if s.shared.info.readonly && !s.needs_writer.load(Ordering::Relaxed) =>
+            {
                 self.read(py, &t, params, Out::Exec)?
             }
             _ => self.write(py, &t, params, Out::Exec)?,
@@ -534,7 +567,12 @@ impl Database {
 
     /// Run one statement for every parameter set, in one transaction: all
     /// rows or none.
-    fn executemany(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, seq_of_params: &Bound<'_, PyAny>) -> PyResult<ExecResult> {
+    fn executemany(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        seq_of_params: &Bound<'_, PyAny>,
+    ) -> PyResult<ExecResult> {
         let t = target(stmt, &self.inner)?;
         let db = self.db()?;
         let mut conn = db.writer.acquire(py)?;
@@ -551,28 +589,48 @@ impl Database {
 
     /// First row as a tuple, or None.
     #[pyo3(signature = (stmt, params=None))]
-    fn fetchone(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn fetchone(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(stmt, &self.inner)?;
         produced(py, self.read(py, &t, params, Out::One)?)
     }
 
     /// All rows as a list of tuples.
     #[pyo3(signature = (stmt, params=None))]
-    fn fetchall(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn fetchall(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(stmt, &self.inner)?;
         produced(py, self.read(py, &t, params, Out::All)?)
     }
 
     /// honker-compatible: all rows as a list of dicts keyed by column name.
     #[pyo3(signature = (sql, params=None))]
-    fn query(&self, py: Python<'_>, sql: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn query(
+        &self,
+        py: Python<'_>,
+        sql: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(sql, &self.inner)?;
         produced(py, self.read(py, &t, params, Out::Dicts)?)
     }
 
     /// Stream rows one at a time (bounded memory) from a reader.
     #[pyo3(signature = (stmt, params=None))]
-    fn iterate(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn iterate(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(stmt, &self.inner)?;
         let readonly = match &t {
             Target::Stmt(s) => s.shared.info.readonly && !s.needs_writer.load(Ordering::Relaxed),
@@ -612,7 +670,9 @@ impl Database {
     /// takes the writer slot with BEGIN IMMEDIATE, commits on success and
     /// rolls back on an exception.
     fn transaction(&self) -> PyResult<Transaction> {
-        Ok(Transaction { sess: Arc::new(Session::new(self.db()?.clone(), Kind::Write)) })
+        Ok(Transaction {
+            sess: Arc::new(Session::new(self.db()?.clone(), Kind::Write)),
+        })
     }
 
     /// A write transaction that has already begun (for explicit
@@ -626,12 +686,19 @@ impl Database {
     /// A consistent read snapshot on a reader: `with db.read() as snap:`.
     #[pyo3(name = "read")]
     fn read_snapshot(&self) -> PyResult<Snapshot> {
-        Ok(Snapshot { sess: Arc::new(Session::new(self.db()?.clone(), Kind::Snapshot)) })
+        Ok(Snapshot {
+            sess: Arc::new(Session::new(self.db()?.clone(), Kind::Snapshot)),
+        })
     }
 
     /// Insert a notification on `channel` (honker's `notify()`), in its own
     /// transaction. `payload` is stored as JSON. Returns the notification id.
-    fn notify(&self, py: Python<'_>, channel: &Bound<'_, PyAny>, payload: &Bound<'_, PyAny>) -> PyResult<i64> {
+    fn notify(
+        &self,
+        py: Python<'_>,
+        channel: &Bound<'_, PyAny>,
+        payload: &Bound<'_, PyAny>,
+    ) -> PyResult<i64> {
         let args = notify_args(py, channel, payload)?;
         let t = Target::Sql("SELECT notify(?1, ?2)");
         let r = self.write(py, &t, Some(args.bind(py).as_any()), Out::One)?;
@@ -644,7 +711,8 @@ impl Database {
         let mut conn = db.writer.acquire(py)?;
         let r = (|| {
             conn.begin_immediate(py)?;
-            honker_core::bootstrap_honker_schema(&conn.conn).map_err(|e| errors::core_error(py, &e))?;
+            honker_core::bootstrap_honker_schema(&conn.conn)
+                .map_err(|e| errors::core_error(py, &e))?;
             conn.commit(py)
         })();
         conn.rollback();
@@ -678,12 +746,21 @@ impl Database {
         format!(
             "<Database {:?}{}>",
             self.inner.path,
-            if self.inner.closed.load(Ordering::Acquire) { " closed" } else { "" }
+            if self.inner.closed.load(Ordering::Acquire) {
+                " closed"
+            } else {
+                ""
+            }
         )
     }
 }
 
-fn executemany_on(py: Python<'_>, conn: &mut Conn, t: &Target<'_>, seq: &Bound<'_, PyAny>) -> PyResult<ExecResult> {
+fn executemany_on(
+    py: Python<'_>,
+    conn: &mut Conn,
+    t: &Target<'_>,
+    seq: &Bound<'_, PyAny>,
+) -> PyResult<ExecResult> {
     let p = prepare_on(py, conn, t)?;
     if p.info.txn_control {
         return Err(txn_control_error());
@@ -696,13 +773,20 @@ fn executemany_on(py: Python<'_>, conn: &mut Conn, t: &Target<'_>, seq: &Bound<'
     for (i, params) in iter.enumerate() {
         let params = params?;
         match unsafe { conn::run(py, conn.handle(), p.stmt, Some(&params), p.names, Out::Exec) } {
-            Ok(Produced::Exec { changes: c, lastrowid: l }) => {
+            Ok(Produced::Exec {
+                changes: c,
+                lastrowid: l,
+            }) => {
                 changes += c;
                 lastrowid = l;
             }
             Ok(_) => unreachable!(),
             Err(e) => {
-                add_note(py, &e, format!("in parameter set {i} of executemany; nothing was written"));
+                add_note(
+                    py,
+                    &e,
+                    format!("in parameter set {i} of executemany; nothing was written"),
+                );
                 return Err(e);
             }
         }
@@ -710,17 +794,27 @@ fn executemany_on(py: Python<'_>, conn: &mut Conn, t: &Target<'_>, seq: &Bound<'
     Ok(ExecResult { changes, lastrowid })
 }
 
-fn notify_args(py: Python<'_>, channel: &Bound<'_, PyAny>, payload: &Bound<'_, PyAny>) -> PyResult<Py<PyTuple>> {
+fn notify_args(
+    py: Python<'_>,
+    channel: &Bound<'_, PyAny>,
+    payload: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyTuple>> {
     let ch = channel.cast::<PyString>().map_err(|_| {
         PyTypeError::new_err(format!(
             "channel must be a str, not '{}'",
-            channel.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            channel
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })?;
     if ch.to_str()?.is_empty() {
         return Err(PyValueError::new_err("channel must not be empty"));
     }
-    let dumps = py.import(pyo3::intern!(py, "json"))?.getattr(pyo3::intern!(py, "dumps"))?;
+    let dumps = py
+        .import(pyo3::intern!(py, "json"))?
+        .getattr(pyo3::intern!(py, "dumps"))?;
     let text = dumps.call1((payload,))?;
     Ok(PyTuple::new(py, [ch.as_any(), &text])?.unbind())
 }
@@ -779,12 +873,26 @@ impl Transaction {
     }
 
     #[pyo3(signature = (stmt, params=None))]
-    fn execute(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn execute(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(stmt, &self.sess.db)?;
-        produced(py, self.sess.with_conn(|c| run_on(py, c, &t, params, Out::Exec))?)
+        produced(
+            py,
+            self.sess
+                .with_conn(|c| run_on(py, c, &t, params, Out::Exec))?,
+        )
     }
 
-    fn executemany(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, seq_of_params: &Bound<'_, PyAny>) -> PyResult<ExecResult> {
+    fn executemany(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        seq_of_params: &Bound<'_, PyAny>,
+    ) -> PyResult<ExecResult> {
         let t = target(stmt, &self.sess.db)?;
         // All-or-nothing inside the transaction too: a savepoint around it.
         self.sess.with_conn(|c| {
@@ -803,28 +911,63 @@ impl Transaction {
     }
 
     #[pyo3(signature = (stmt, params=None))]
-    fn fetchone(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn fetchone(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(stmt, &self.sess.db)?;
-        produced(py, self.sess.with_conn(|c| run_on(py, c, &t, params, Out::One))?)
+        produced(
+            py,
+            self.sess
+                .with_conn(|c| run_on(py, c, &t, params, Out::One))?,
+        )
     }
 
     #[pyo3(signature = (stmt, params=None))]
-    fn fetchall(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn fetchall(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(stmt, &self.sess.db)?;
-        produced(py, self.sess.with_conn(|c| run_on(py, c, &t, params, Out::All))?)
+        produced(
+            py,
+            self.sess
+                .with_conn(|c| run_on(py, c, &t, params, Out::All))?,
+        )
     }
 
     /// honker-compatible: rows as dicts.
     #[pyo3(signature = (sql, params=None))]
-    fn query(&self, py: Python<'_>, sql: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn query(
+        &self,
+        py: Python<'_>,
+        sql: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(sql, &self.sess.db)?;
-        produced(py, self.sess.with_conn(|c| run_on(py, c, &t, params, Out::Dicts))?)
+        produced(
+            py,
+            self.sess
+                .with_conn(|c| run_on(py, c, &t, params, Out::Dicts))?,
+        )
     }
 
     #[pyo3(signature = (stmt, params=None))]
-    fn iterate(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<RowIterator> {
+    fn iterate(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<RowIterator> {
         let t = target(stmt, &self.sess.db)?;
-        Ok(RowIterator::start(py, self.sess.clone(), &t, params, false)?.expect("non-private iterator"))
+        Ok(
+            RowIterator::start(py, self.sess.clone(), &t, params, false)?
+                .expect("non-private iterator"),
+        )
     }
 
     fn executescript(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
@@ -841,10 +984,17 @@ impl Transaction {
 
     /// honker-compatible notify inside the transaction: delivered only if
     /// the transaction commits.
-    fn notify(&self, py: Python<'_>, channel: &Bound<'_, PyAny>, payload: &Bound<'_, PyAny>) -> PyResult<i64> {
+    fn notify(
+        &self,
+        py: Python<'_>,
+        channel: &Bound<'_, PyAny>,
+        payload: &Bound<'_, PyAny>,
+    ) -> PyResult<i64> {
         let args = notify_args(py, channel, payload)?;
         let t = Target::Sql("SELECT notify(?1, ?2)");
-        let r = self.sess.with_conn(|c| run_on(py, c, &t, Some(args.bind(py).as_any()), Out::One))?;
+        let r = self
+            .sess
+            .with_conn(|c| run_on(py, c, &t, Some(args.bind(py).as_any()), Out::One))?;
         first_int(py, r)
     }
 
@@ -857,11 +1007,21 @@ impl Transaction {
     /// A nested savepoint: `with tx.savepoint():` (RELEASE on success,
     /// ROLLBACK TO on an exception).
     fn savepoint(&self) -> Savepoint {
-        Savepoint { sess: self.sess.clone(), level: Mutex::new(None) }
+        Savepoint {
+            sess: self.sess.clone(),
+            level: Mutex::new(None),
+        }
     }
 
     fn __repr__(&self) -> String {
-        format!("<Transaction {}>", if self.sess.is_active() { "active" } else { "inactive" })
+        format!(
+            "<Transaction {}>",
+            if self.sess.is_active() {
+                "active"
+            } else {
+                "inactive"
+            }
+        )
     }
 }
 
@@ -879,7 +1039,9 @@ impl Savepoint {
             .take()
             .ok_or_else(|| InterfaceError::new_err("this savepoint is not active"))?;
         if self.sess.gen() != gen {
-            return Err(InterfaceError::new_err("the transaction of this savepoint has ended"));
+            return Err(InterfaceError::new_err(
+                "the transaction of this savepoint has ended",
+            ));
         }
         if self.sess.depth() != level {
             *self.level.lock() = Some((level, gen));
@@ -903,11 +1065,14 @@ impl Savepoint {
 impl Savepoint {
     fn __enter__<'a>(slf: PyRef<'a, Self>, py: Python<'a>) -> PyResult<PyRef<'a, Self>> {
         if slf.level.lock().is_some() {
-            return Err(ProgrammingError::new_err("this savepoint is already active"));
+            return Err(ProgrammingError::new_err(
+                "this savepoint is already active",
+            ));
         }
         let level = slf.sess.depth() + 1;
         let name = format!("_alk_sp_{level}");
-        slf.sess.with_conn(|c| c.exec_script(py, &format!("SAVEPOINT {name}")))?;
+        slf.sess
+            .with_conn(|c| c.exec_script(py, &format!("SAVEPOINT {name}")))?;
         slf.sess.push_savepoint();
         *slf.level.lock() = Some((level, slf.sess.gen()));
         Ok(slf)
@@ -980,33 +1145,77 @@ impl Snapshot {
     }
 
     #[pyo3(signature = (stmt, params=None))]
-    fn execute(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn execute(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(stmt, &self.sess.db)?;
-        produced(py, self.sess.with_conn(|c| run_on(py, c, &t, params, Out::Exec))?)
+        produced(
+            py,
+            self.sess
+                .with_conn(|c| run_on(py, c, &t, params, Out::Exec))?,
+        )
     }
 
     #[pyo3(signature = (stmt, params=None))]
-    fn fetchone(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn fetchone(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(stmt, &self.sess.db)?;
-        produced(py, self.sess.with_conn(|c| run_on(py, c, &t, params, Out::One))?)
+        produced(
+            py,
+            self.sess
+                .with_conn(|c| run_on(py, c, &t, params, Out::One))?,
+        )
     }
 
     #[pyo3(signature = (stmt, params=None))]
-    fn fetchall(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn fetchall(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(stmt, &self.sess.db)?;
-        produced(py, self.sess.with_conn(|c| run_on(py, c, &t, params, Out::All))?)
+        produced(
+            py,
+            self.sess
+                .with_conn(|c| run_on(py, c, &t, params, Out::All))?,
+        )
     }
 
     #[pyo3(signature = (sql, params=None))]
-    fn query(&self, py: Python<'_>, sql: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn query(
+        &self,
+        py: Python<'_>,
+        sql: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let t = target(sql, &self.sess.db)?;
-        produced(py, self.sess.with_conn(|c| run_on(py, c, &t, params, Out::Dicts))?)
+        produced(
+            py,
+            self.sess
+                .with_conn(|c| run_on(py, c, &t, params, Out::Dicts))?,
+        )
     }
 
     #[pyo3(signature = (stmt, params=None))]
-    fn iterate(&self, py: Python<'_>, stmt: &Bound<'_, PyAny>, params: Option<&Bound<'_, PyAny>>) -> PyResult<RowIterator> {
+    fn iterate(
+        &self,
+        py: Python<'_>,
+        stmt: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<RowIterator> {
         let t = target(stmt, &self.sess.db)?;
-        Ok(RowIterator::start(py, self.sess.clone(), &t, params, false)?.expect("non-private iterator"))
+        Ok(
+            RowIterator::start(py, self.sess.clone(), &t, params, false)?
+                .expect("non-private iterator"),
+        )
     }
 }
 
@@ -1045,7 +1254,9 @@ impl RowIterator {
             Some(p) if p.cast::<PyDict>().is_ok() || p.hasattr("keys")? => {
                 Some(PyDict::from_sequence(&p.call_method0("items")?)?.into_any())
             }
-            Some(p) => Some(PyTuple::new(py, p.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any()),
+            Some(p) => {
+                Some(PyTuple::new(py, p.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any())
+            }
         };
         let (sql, names) = match t {
             Target::Stmt(s) => (s.shared.sql.as_str(), Some(&s.shared.param_names[..])),
@@ -1118,7 +1329,9 @@ impl RowIterator {
         }
         let r = self.sess.with_live(self.id, self.gen, |c, stmt| unsafe {
             match conn::step_nogil(stmt) {
-                ffi::SQLITE_ROW => Ok(Some(Bound::from_owned_ptr(py, conn::row_tuple(py, stmt, self.ncols)?).unbind())),
+                ffi::SQLITE_ROW => Ok(Some(
+                    Bound::from_owned_ptr(py, conn::row_tuple(py, stmt, self.ncols)?).unbind(),
+                )),
                 ffi::SQLITE_DONE => Ok(None),
                 _ => Err(errors::last_error(py, c.handle())),
             }

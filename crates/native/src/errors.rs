@@ -7,15 +7,60 @@ use rusqlite::ffi;
 use std::ffi::CStr;
 
 create_exception!(alkdev_storage, Warning, PyException, "PEP 249 Warning.");
-create_exception!(alkdev_storage, Error, PyException, "Base of every database error (PEP 249).");
-create_exception!(alkdev_storage, InterfaceError, Error, "Misuse of the interface: closed objects, ended transactions.");
-create_exception!(alkdev_storage, DatabaseError, Error, "Errors reported by the database.");
-create_exception!(alkdev_storage, DataError, DatabaseError, "Problems with the processed data (too big, not UTF-8).");
-create_exception!(alkdev_storage, OperationalError, DatabaseError, "Errors in the database's operation (locked, I/O, bad SQL).");
-create_exception!(alkdev_storage, IntegrityError, DatabaseError, "Constraint violations.");
-create_exception!(alkdev_storage, InternalError, DatabaseError, "SQLite internal errors.");
-create_exception!(alkdev_storage, ProgrammingError, DatabaseError, "Programming errors: wrong parameter count, misuse.");
-create_exception!(alkdev_storage, NotSupportedError, DatabaseError, "A feature SQLite or this session does not support.");
+create_exception!(
+    alkdev_storage,
+    Error,
+    PyException,
+    "Base of every database error (PEP 249)."
+);
+create_exception!(
+    alkdev_storage,
+    InterfaceError,
+    Error,
+    "Misuse of the interface: closed objects, ended transactions."
+);
+create_exception!(
+    alkdev_storage,
+    DatabaseError,
+    Error,
+    "Errors reported by the database."
+);
+create_exception!(
+    alkdev_storage,
+    DataError,
+    DatabaseError,
+    "Problems with the processed data (too big, not UTF-8)."
+);
+create_exception!(
+    alkdev_storage,
+    OperationalError,
+    DatabaseError,
+    "Errors in the database's operation (locked, I/O, bad SQL)."
+);
+create_exception!(
+    alkdev_storage,
+    IntegrityError,
+    DatabaseError,
+    "Constraint violations."
+);
+create_exception!(
+    alkdev_storage,
+    InternalError,
+    DatabaseError,
+    "SQLite internal errors."
+);
+create_exception!(
+    alkdev_storage,
+    ProgrammingError,
+    DatabaseError,
+    "Programming errors: wrong parameter count, misuse."
+);
+create_exception!(
+    alkdev_storage,
+    NotSupportedError,
+    DatabaseError,
+    "A feature SQLite or this session does not support."
+);
 
 /// Name of an (extended) SQLite result code, e.g. `SQLITE_CONSTRAINT_UNIQUE`.
 pub fn code_name(code: i32) -> String {

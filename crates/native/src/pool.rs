@@ -107,13 +107,16 @@ struct ReaderState {
     open: usize,
 }
 
+/// Stop flag + condvar shared with the janitor thread, and its handle.
+type Janitor = (Arc<(Mutex<bool>, Condvar)>, std::thread::JoinHandle<()>);
+
 pub struct ReaderPool {
     state: Arc<Mutex<ReaderState>>,
     available: Condvar,
     closed: Arc<AtomicBool>,
     path: String,
     max: usize,
-    janitor: Mutex<Option<(Arc<(Mutex<bool>, Condvar)>, std::thread::JoinHandle<()>)>>,
+    janitor: Mutex<Option<Janitor>>,
 }
 
 /// How long an idle reader may keep its implicit read transaction (and so
@@ -123,7 +126,10 @@ const IDLE_SNAPSHOT: Duration = Duration::from_millis(100);
 impl ReaderPool {
     pub fn new(path: String, max: usize) -> Self {
         Self {
-            state: Arc::new(Mutex::new(ReaderState { idle: Vec::new(), open: 0 })),
+            state: Arc::new(Mutex::new(ReaderState {
+                idle: Vec::new(),
+                open: 0,
+            })),
             available: Condvar::new(),
             closed: Arc::new(AtomicBool::new(false)),
             path,

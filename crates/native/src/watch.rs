@@ -1,7 +1,7 @@
 //! Wake-ups from honker-core's shared update watcher: one PRAGMA
 //! data_version poll thread per Database, any number of subscribers.
 
-use crate::database::{DbInner, Database};
+use crate::database::{Database, DbInner};
 use crate::errors;
 use honker_core::SharedUpdateWatcher;
 use parking_lot::Mutex;
@@ -31,13 +31,15 @@ impl UpdateSubscription {
         let timeout = match timeout_s {
             None => None,
             Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
-            Some(t) => return Err(PyValueError::new_err(format!("timeout_s must be >= 0, got {t}"))),
+            Some(t) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout_s must be >= 0, got {t}"
+                )))
+            }
         };
-        let rx = self
-            .rx
-            .lock()
-            .take()
-            .ok_or_else(|| errors::InterfaceError::new_err("subscription is closed or in use by another thread"))?;
+        let rx = self.rx.lock().take().ok_or_else(|| {
+            errors::InterfaceError::new_err("subscription is closed or in use by another thread")
+        })?;
         let (rx, r) = py.detach(move || {
             let r = match timeout {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -53,7 +55,9 @@ impl UpdateSubscription {
                 if self.db.closed.load(std::sync::atomic::Ordering::Acquire) {
                     Err(errors::closed())
                 } else {
-                    Err(errors::InterfaceError::new_err("the update watcher stopped"))
+                    Err(errors::InterfaceError::new_err(
+                        "the update watcher stopped",
+                    ))
                 }
             }
         }
@@ -76,5 +80,10 @@ pub fn subscribe(db: &Database) -> PyResult<UpdateSubscription> {
     let inner = db.inner.clone();
     let watcher = inner.shared_watcher()?;
     let (id, rx) = watcher.subscribe();
-    Ok(UpdateSubscription { db: inner, watcher, id, rx: Mutex::new(Some(rx)) })
+    Ok(UpdateSubscription {
+        db: inner,
+        watcher,
+        id,
+        rx: Mutex::new(Some(rx)),
+    })
 }

@@ -463,29 +463,44 @@ class ClaimIterator(WakeIterator):
         self._want = 1
         self._buf: deque[Job] = deque()
         self._batch_at = 0.0
+        self._yielded_at = 0.0
+        self._avg: float | None = None
         self._hold_s = queue.visibility_timeout_s / 2.0
 
     def _poll(self) -> Any:
+        now_m = time.monotonic()
+        if self._yielded_at:
+            # Time the caller spent on the previous job: keep batches small
+            # enough that buffered claims are handed out well within the
+            # visibility timeout.
+            dt = now_m - self._yielded_at
+            self._yielded_at = 0.0
+            self._avg = dt if self._avg is None else 0.7 * self._avg + 0.3 * dt
         buf = self._buf
         if buf:
-            if time.monotonic() - self._batch_at < self._hold_s:
+            if now_m - self._batch_at < self._hold_s:
                 now = time.time()
                 while buf:
                     job = buf.popleft()
                     if job.claim_expires_at >= now:
+                        self._yielded_at = time.monotonic()
                         return job
             else:
                 self._give_back()
-        q = self.queue
-        jobs = q.claim_batch(self.worker_id, self._want)
+        cap = self._max
+        if self._avg is not None and self._avg > 0:
+            cap = max(1, min(cap, int(self._hold_s / (2 * self._avg))))
+        want = min(self._want, cap)
+        jobs = self.queue.claim_batch(self.worker_id, want)
         n = len(jobs)
         if n == 0:
             self._want = 1
             return NOTHING
-        self._want = min(self._want * 2, self._max) if n >= self._want else 1
+        self._want = min(want * 2, self._max) if n >= want else 1
         if n > 1:
             self._batch_at = time.monotonic()
             buf.extend(jobs[1:])
+        self._yielded_at = time.monotonic()
         return jobs[0]
 
     def _wait_hint(self) -> float | None:

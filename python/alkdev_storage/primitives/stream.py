@@ -33,7 +33,7 @@ from collections import deque
 from typing import Any
 
 from alkdev_storage.primitives._util import as_int, check_name, check_tx, decode, encode
-from alkdev_storage.primitives._wake import NOTHING, WakeIterator
+from alkdev_storage.primitives._wake import IDLE, NOTHING, WakeIterator
 
 __all__ = ["Event", "Stream", "StreamSubscription"]
 
@@ -244,6 +244,18 @@ class StreamSubscription(WakeIterator):
             self.offset = row[0]
             return _event(row)
         return super().__next__()  # type: ignore[no-any-return]
+
+    def _next_blocking(self, timeout: float | None) -> Any:
+        item = super()._next_blocking(timeout)
+        if item is IDLE and self.consumer is not None:
+            self._save(self.offset)  # the caller asked for more: all handled
+        return item
+
+    async def _next_async(self, timeout: float | None) -> Any:
+        item = await super()._next_async(timeout)
+        if item is IDLE and self.consumer is not None:
+            self._save(self.offset)
+        return item
 
     def _wait_hint(self) -> float | None:
         if self._autosave and self._save_s and self.offset > self._saved:

@@ -119,6 +119,20 @@ class HonkerDialect(SQLiteDialect):
         }
     )
 
+    def _sqlite_main_query(
+        self, table: str, type_: str, schema: Any, sqlite_include_internal: bool
+    ) -> str:
+        # honker's own tables, views and triggers (``_honker_*``, created in
+        # every honker file) are internal like ``sqlite_*`` ones: hidden from
+        # reflection (and so from Alembic autogenerate) unless
+        # ``sqlite_include_internal=True``.
+        query = super()._sqlite_main_query(table, type_, schema, sqlite_include_internal)
+        if not sqlite_include_internal:
+            query = query.replace(
+                " ORDER BY name", " AND name NOT LIKE '~_honker~_%' ESCAPE '~' ORDER BY name"
+            )
+        return query
+
     @classmethod
     def import_dbapi(cls) -> Any:
         from alkdev_storage import dbapi

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: set-up, Rust checks and tests,
+# lint and types, then pytest against the installed release wheel.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/setup.sh
+export VENV
+PY="$VENV/bin/python"
+
+echo "== cargo fmt / clippy / test"
+cargo fmt --all --check
+cargo clippy --all-targets -q -- -D warnings
+cargo test -q
+
+echo "== ruff / mypy"
+"$VENV/bin/ruff" check python tests benches
+"$VENV/bin/mypy"
+
+echo "== pytest (against the installed wheel)"
+ALKDEV_REQUIRE_WHEEL=1 "$PY" -m pytest tests -q -p no:cacheprovider
