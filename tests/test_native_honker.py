@@ -83,10 +83,34 @@ def test_notification_rows_have_honker_shape(db, payload):
     assert row["id"] == nid
     assert row["channel"] == "chan"
     assert isinstance(row["payload"], str)
-    assert row["payload"] == json.dumps(payload)
     assert json.loads(row["payload"]) == payload
     assert isinstance(row["created_at"], int)
     assert before - 1 <= row["created_at"] <= after + 1
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=[repr(p)[:30] for p in PAYLOADS])
+def test_db_notify_and_tx_notify_store_the_same_text(db, payload):
+    # One payload, one JSON text, whichever notify() wrote it: listeners
+    # (and other honker bindings) must not see two encodings.
+    a = db.notify("chan", payload)
+    with db.transaction() as tx:
+        b = tx.notify("chan", payload)
+    (pa,) = db.fetchone("SELECT payload FROM _honker_notifications WHERE id = ?", (a,))
+    (pb,) = db.fetchone("SELECT payload FROM _honker_notifications WHERE id = ?", (b,))
+    assert pa == pb
+
+
+@pytest.mark.parametrize("payload", [float("nan"), float("inf"), [1, float("-inf")]],
+                         ids=["nan", "inf", "list-inf"])
+def test_non_json_floats_are_rejected_by_db_notify_and_tx_notify(db, payload):
+    # NaN / Infinity are not JSON: db.notify rejects them with TypeError and
+    # writes nothing; tx.notify must do the same.
+    with pytest.raises(TypeError):
+        db.notify("chan", payload)
+    with db.transaction() as tx:
+        with pytest.raises(TypeError):
+            tx.notify("chan", payload)
+    assert db.fetchall("SELECT * FROM _honker_notifications") == []
 
 
 def test_notification_ids_increase_across_paths(db):

@@ -186,8 +186,10 @@ def test_validation(db) -> None:  # type: ignore[no-untyped-def]
         q.enqueue({"when": object()})
     with pytest.raises(TypeError):
         q.enqueue(float("inf"))
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="priority"):
         q.enqueue(1, priority="high")
+    with pytest.raises(TypeError, match="delay"):
+        q.enqueue(1, delay=[1])
     with pytest.raises(ValueError):
         q.claim_batch("", 1)
     with pytest.raises(TypeError):

@@ -116,6 +116,16 @@ class Database(_native.Database):
             st = self._stmts[sql] = self.prepare(sql)
         return st
 
+    def _w(self, stmt: _native.Statement, params: Any = None) -> Any:
+        """Run a writing statement (an ``honker_*`` write function) on the
+        writer in its own transaction; returns its first row.
+
+        Always the writer: some honker functions swallow the query-only
+        error a reader would raise (``honker_fail`` returns 0), so letting
+        the native layer try a reader first is not safe for them."""
+        with self.transaction() as tx:
+            return tx.fetchone(stmt, params)
+
     def _wake_hub(self) -> _wake.WakeHub:
         """The asyncio wake bridge of this Database (created on first use)."""
         hub = self._hub
@@ -149,7 +159,7 @@ class Database(_native.Database):
         """Insert a notification on ``channel`` in its own transaction
         (use ``tx.notify`` inside a transaction). Returns its id."""
         check_name(channel, "channel")
-        row = self.fetchone(self._stmt(_SQL_NOTIFY), (channel, encode(payload)))
+        row = self._w(self._stmt(_SQL_NOTIFY), (channel, encode(payload)))
         return row[0]  # type: ignore[no-any-return]
 
     def listen(
@@ -202,12 +212,12 @@ class Database(_native.Database):
         per = as_int(per, "per")
         if limit <= 0 or per <= 0:
             raise ValueError("limit and per must be positive")
-        row = self.fetchone(self._stmt("SELECT honker_rate_limit_try(?1, ?2, ?3)"), (name, limit, per))
+        row = self._w(self._stmt("SELECT honker_rate_limit_try(?1, ?2, ?3)"), (name, limit, per))
         return bool(row[0])
 
     def sweep_rate_limits(self, older_than_s: int = 3600) -> int:
         """Delete rate-limit windows older than ``older_than_s`` seconds."""
-        row = self.fetchone(
+        row = self._w(
             self._stmt("SELECT honker_rate_limit_sweep(?1)"), (as_int(older_than_s, "older_than_s"),)
         )
         return row[0]  # type: ignore[no-any-return]

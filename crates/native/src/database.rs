@@ -495,9 +495,13 @@ impl Database {
         let (stmt, on_writer) = match first {
             Ok(s) => (s, None),
             Err(e) => {
-                // Objects only the writer sees (TEMP tables) or nothing: try
-                // the writer, else report the reader's error.
+                // An object only the writer sees (a TEMP table): try the
+                // writer, else report the reader's error. Other errors (bad
+                // SQL) never wait for the writer slot.
                 db.readers.release(conn);
+                if !e.msg.starts_with("no such") {
+                    return Err(e.into_py(py));
+                }
                 let err = e.into_py(py);
                 let w = match db.writer.acquire(py) {
                     Ok(w) => w,

@@ -65,13 +65,13 @@ class Lock:
 
     def acquire(self) -> bool:
         """Try to take the lock (no waiting). True if we hold it now."""
-        r = self.db.fetchone(self.db._stmt(SQL_ACQUIRE), (self.name, self.owner, self.ttl))
+        r = self.db._w(self.db._stmt(SQL_ACQUIRE), (self.name, self.owner, self.ttl))
         self.acquired = bool(r[0])
         return self.acquired
 
     def release(self) -> bool:
         """Release the lock if it is ours. True if a row was deleted."""
-        r = self.db.fetchone(self.db._stmt(SQL_RELEASE), (self.name, self.owner))
+        r = self.db._w(self.db._stmt(SQL_RELEASE), (self.name, self.owner))
         self.acquired = False
         return bool(r[0])
 
@@ -79,7 +79,7 @@ class Lock:
         """Extend the lock to ``ttl`` (default: the lock's ttl) seconds from
         now. Raises :class:`LeadershipLost` if it is no longer ours."""
         t = self.ttl if ttl is None else check_ttl(ttl)
-        r = self.db.fetchone(self.db._stmt(SQL_RENEW), (self.name, self.owner, t))
+        r = self.db._w(self.db._stmt(SQL_RENEW), (self.name, self.owner, t))
         if not r[0]:
             self.acquired = False
             raise LeadershipLost(

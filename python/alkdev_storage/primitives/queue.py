@@ -220,7 +220,7 @@ class Queue:
             opt_int(expires, "expires"),
         )
         if tx is None:
-            return self.db.fetchone(self._s_enqueue, params)[0]  # type: ignore[no-any-return]
+            return self.db._w(self._s_enqueue, params)[0]  # type: ignore[no-any-return]
         return check_tx(tx).fetchone(self._s_enqueue, params)[0]  # type: ignore[no-any-return]
 
     # -- claiming ------------------------------------------------------
@@ -239,7 +239,7 @@ class Queue:
         if self._orphans:
             raw = self._claim_with_unclaim(params)
         else:
-            raw = self.db.fetchone(self._s_claim, params)[0]
+            raw = self.db._w(self._s_claim, params)[0]
         if raw == "[]":
             return []
         return [Job(self, r) for r in decode(raw)]
@@ -279,7 +279,7 @@ class Queue:
         return ClaimIterator(self, worker_id, idle_poll_s, batch_size, timeout)
 
     def ack(self, job_id: int, worker_id: str) -> bool:
-        return bool(self.db.fetchone(self._s_ack, (as_int(job_id, "job_id"), worker_id))[0])
+        return bool(self.db._w(self._s_ack, (as_int(job_id, "job_id"), worker_id))[0])
 
     def ack_batch(self, job_ids: Iterable[int], worker_id: str) -> int:
         """Ack several jobs in one transaction; returns how many claims were
@@ -287,28 +287,28 @@ class Queue:
         ids = [as_int(i, "job id") for i in job_ids]
         if not ids:
             return 0
-        return self.db.fetchone(self._s_ack_batch, (encode(ids), worker_id))[0]  # type: ignore[no-any-return]
+        return self.db._w(self._s_ack_batch, (encode(ids), worker_id))[0]  # type: ignore[no-any-return]
 
     def retry(self, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
         """Back to pending after ``delay_s`` (or to the dead table once
         attempts are exhausted). True iff our claim was still valid."""
         params = (as_int(job_id, "job_id"), worker_id, as_int(delay_s, "delay_s"), str(error))
-        return bool(self.db.fetchone(self._s_retry, params)[0])
+        return bool(self.db._w(self._s_retry, params)[0])
 
     def fail(self, job_id: int, worker_id: str, error: str) -> bool:
         """Straight to the dead table. True iff our claim was still valid."""
         params = (as_int(job_id, "job_id"), worker_id, str(error))
-        return bool(self.db.fetchone(self._s_fail, params)[0])
+        return bool(self.db._w(self._s_fail, params)[0])
 
     def heartbeat(self, job_id: int, worker_id: str, extend_s: int | None = None) -> bool:
         extend = self.visibility_timeout_s if extend_s is None else as_int(extend_s, "extend_s")
         params = (as_int(job_id, "job_id"), worker_id, extend)
-        return bool(self.db.fetchone(self._s_heartbeat, params)[0])
+        return bool(self.db._w(self._s_heartbeat, params)[0])
 
     def cancel(self, job_id: int) -> bool:
         """Delete a pending or processing job. A worker running it is not
         interrupted; its next ack/heartbeat returns False."""
-        return bool(self.db.fetchone(self.db._stmt(SQL_CANCEL), (as_int(job_id, "job_id"),))[0])
+        return bool(self.db._w(self.db._stmt(SQL_CANCEL), (as_int(job_id, "job_id"),))[0])
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The live row of a job as a dict (``payload`` as JSON text), or
@@ -318,7 +318,7 @@ class Queue:
 
     def sweep_expired(self) -> int:
         """Move pending jobs past their ``expires`` into the dead table."""
-        return self.db.fetchone(self.db._stmt(SQL_SWEEP_EXPIRED), (self.name,))[0]  # type: ignore[no-any-return]
+        return self.db._w(self.db._stmt(SQL_SWEEP_EXPIRED), (self.name,))[0]  # type: ignore[no-any-return]
 
     # -- results -------------------------------------------------------
 
@@ -332,7 +332,7 @@ class Queue:
         )
         stmt = self.db._stmt(SQL_RESULT_SAVE)
         if tx is None:
-            self.db.fetchone(stmt, params)
+            self.db._w(stmt, params)
         else:
             check_tx(tx).fetchone(stmt, params)
 
@@ -384,7 +384,7 @@ class Queue:
             sub.close()
 
     def sweep_results(self) -> int:
-        return self.db.fetchone(self.db._stmt(SQL_RESULT_SWEEP))[0]  # type: ignore[no-any-return]
+        return self.db._w(self.db._stmt(SQL_RESULT_SWEEP))[0]  # type: ignore[no-any-return]
 
     # -- task decorators -------------------------------------------------
 

@@ -247,25 +247,25 @@ class Scheduler:
                 raise ValueError(f"max_attempts must be at least 1, got {ma}")
             sql = SQL_REGISTER7
             params = (*params, ma)
-        self.db.fetchone(self.db._stmt(sql), params)
+        self.db._w(self.db._stmt(sql), params)
         self._registered.add(name)
 
     def remove(self, name: str) -> bool:
         """Unregister; True iff a schedule was removed."""
         check_name(name, "schedule name")
-        n = self.db.fetchone(self.db._stmt(SQL_UNREGISTER), (name,))[0]
+        n = self.db._w(self.db._stmt(SQL_UNREGISTER), (name,))[0]
         self._registered.discard(name)
         return bool(n > 0)
 
     def pause(self, name: str) -> bool:
         """Stop firing ``name``; True iff it was enabled."""
         check_name(name, "schedule name")
-        return bool(self.db.fetchone(self.db._stmt(SQL_PAUSE), (name,))[0] > 0)
+        return bool(self.db._w(self.db._stmt(SQL_PAUSE), (name,))[0] > 0)
 
     def resume(self, name: str) -> bool:
         """Fire ``name`` again; True iff it was paused."""
         check_name(name, "schedule name")
-        return bool(self.db.fetchone(self.db._stmt(SQL_RESUME), (name,))[0] > 0)
+        return bool(self.db._w(self.db._stmt(SQL_RESUME), (name,))[0] > 0)
 
     def list(self) -> list[dict[str, Any]]:
         """Every schedule: name, queue, cron_expr, payload (JSON text),
@@ -297,7 +297,7 @@ class Scheduler:
         else:
             sql = SQL_UPDATE8
             params = (*params, opt_int(max_attempts, "max_attempts"), 1)
-        return bool(self.db.fetchone(self.db._stmt(sql), params)[0] > 0)
+        return bool(self.db._w(self.db._stmt(sql), params)[0] > 0)
 
     # -- firing --------------------------------------------------------
 
@@ -307,7 +307,7 @@ class Scheduler:
         job_id)."""
         now_i = int(time.time()) if now is None else as_int(now, "now")
         fires: list[dict[str, Any]] = decode(
-            self.db.fetchone(self.db._stmt(SQL_TICK), (now_i,))[0]
+            self.db._w(self.db._stmt(SQL_TICK), (now_i,))[0]
         )
         for f in fires:
             _log.debug("schedule fired: %s", f, extra={"fire": f})

@@ -109,7 +109,7 @@ class Stream:
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
         params = (self.name, key, encode(payload))
         if tx is None:
-            return self.db.fetchone(self._s_publish, params)[0]  # type: ignore[no-any-return]
+            return self.db._w(self._s_publish, params)[0]  # type: ignore[no-any-return]
         return check_tx(tx).fetchone(self._s_publish, params)[0]  # type: ignore[no-any-return]
 
     def _read_since(self, offset: int, limit: int = 1000) -> list[dict[str, Any]]:
@@ -133,7 +133,7 @@ class Stream:
         params = (consumer, self.name, as_int(offset, "offset"))
         stmt = self.db._stmt(SQL_SAVE_OFFSET)
         if tx is None:
-            self.db.fetchone(stmt, params)
+            self.db._w(stmt, params)
         else:
             check_tx(tx).fetchone(stmt, params)
 
