@@ -190,7 +190,7 @@ def test_close_wakes_a_blocked_subscription_wait(opened):
         entered.set()
         try:
             box["r"] = sub.wait()  # no timeout: only close can end it
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             box["e"] = e
 
     th = threading.Thread(target=waiter, daemon=True)
@@ -215,7 +215,7 @@ def test_subscription_close_wakes_a_blocked_wait(opened):
         entered.set()
         try:
             box["r"] = sub.wait()
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             box["e"] = e
 
     th = threading.Thread(target=waiter, daemon=True)
@@ -239,7 +239,7 @@ def test_close_from_another_thread_while_writer_queued(opened):
         started.set()
         try:
             box["r"] = opened.execute("INSERT INTO t VALUES (5)")
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             box["e"] = e
 
     th = threading.Thread(target=writer, daemon=True)

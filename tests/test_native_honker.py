@@ -24,7 +24,7 @@ def test_query_returns_list_of_dicts_in_column_order(db):
     ]
     assert all(type(r) is dict for r in rows)
     assert [list(r) for r in rows] == [["id", "name", "score", "avatar"]] * 2
-    assert db.query("SELECT name AS n, id * 10 AS \"ten x\" FROM users WHERE id = ?", [2]) == [
+    assert db.query('SELECT name AS n, id * 10 AS "ten x" FROM users WHERE id = ?', [2]) == [
         {"n": "bob", "ten x": 20}
     ]
     assert db.query("SELECT * FROM users WHERE id = :id", {"id": 99}) == []
@@ -51,7 +51,7 @@ def test_transaction_execute_query_notify(db):
         "SELECT id, channel, payload, created_at FROM _honker_notifications ORDER BY id"
     )
     assert [(i, c, p) for i, c, p, _ in rows] == [
-        (first, "orders", json.dumps({"id": 1, "item": "book"})),
+        (first, "orders", json.dumps({"id": 1, "item": "book"}, separators=(",", ":"))),
         (second, "orders", json.dumps("plain string")),
     ]
 
@@ -100,8 +100,9 @@ def test_db_notify_and_tx_notify_store_the_same_text(db, payload):
     assert pa == pb
 
 
-@pytest.mark.parametrize("payload", [float("nan"), float("inf"), [1, float("-inf")]],
-                         ids=["nan", "inf", "list-inf"])
+@pytest.mark.parametrize(
+    "payload", [float("nan"), float("inf"), [1, float("-inf")]], ids=["nan", "inf", "list-inf"]
+)
 def test_non_json_floats_are_rejected_by_db_notify_and_tx_notify(db, payload):
     # NaN / Infinity are not JSON: db.notify rejects them with TypeError and
     # writes nothing; tx.notify must do the same.
@@ -121,7 +122,10 @@ def test_notification_ids_increase_across_paths(db):
     ids.append(db.notify("a", 4))
     assert ids == sorted(ids) and len(set(ids)) == 4
     assert db.fetchall("SELECT channel, payload FROM _honker_notifications ORDER BY id") == [
-        ("a", "1"), ("b", "2"), ("c", "3"), ("a", "4")
+        ("a", "1"),
+        ("b", "2"),
+        ("c", "3"),
+        ("a", "4"),
     ]
 
 
@@ -136,7 +140,10 @@ def test_select_notify_from_a_read_method_is_written_exactly_once(db):
     nid4 = db.query("SELECT notify('x', '\"three\"') AS id")[0]["id"]
     assert nid < nid2 < nid3 < nid4
     assert db.fetchall("SELECT payload FROM _honker_notifications ORDER BY id") == [
-        ('"one"',), ('"two"',), ('"three"',), ('"three"',)
+        ('"one"',),
+        ('"two"',),
+        ('"three"',),
+        ('"three"',),
     ]
 
 

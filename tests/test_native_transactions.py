@@ -29,7 +29,7 @@ def in_thread(fn, *args):
     def target():
         try:
             box["value"] = fn(*args)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             box["error"] = e
 
     t = threading.Thread(target=target, daemon=True)
@@ -45,8 +45,7 @@ def in_thread(fn, *args):
 @pytest.fixture
 def t(db):
     db.executescript(
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER UNIQUE);"
-        "CREATE TABLE other (y)"
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER UNIQUE);CREATE TABLE other (y)"
     )
     return db
 
@@ -264,7 +263,7 @@ def test_other_thread_write_waits_for_transaction_then_succeeds(t):
         started.set()
         try:
             box["r"] = t.execute("INSERT INTO t (x) VALUES (2)")
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             box["e"] = e
 
     th = threading.Thread(target=writer, daemon=True)
@@ -425,14 +424,14 @@ def test_notification_in_rolled_back_transaction_never_appears(t, db_path):
             assert isinstance(nid, int)
             assert tx.fetchone(
                 "SELECT channel, payload FROM _honker_notifications WHERE id = ?", (nid,)
-            ) == ("orders", json.dumps({"id": 1}))
+            ) == ("orders", json.dumps({"id": 1}, separators=(",", ":")))
             raise RuntimeError
     assert notifications(t) == []
     with alkdev_storage.open(db_path) as other:
         assert notifications(other) == []
     with t.transaction() as tx:
         tx.notify("orders", {"id": 2})
-    assert notifications(t) == [("orders", json.dumps({"id": 2}))]
+    assert notifications(t) == [("orders", json.dumps({"id": 2}, separators=(",", ":")))]
 
 
 def test_notification_via_sql_in_rolled_back_transaction(t):
@@ -458,8 +457,9 @@ def test_executescript_in_transaction_follows_the_transaction(t):
     assert xs(t) == [1] and xs(t, "other") == ["a"]
 
 
-@pytest.mark.parametrize("script", ["COMMIT", "INSERT INTO t (x) VALUES (2); COMMIT", "END",
-                                    "COMMIT; BEGIN"])
+@pytest.mark.parametrize(
+    "script", ["COMMIT", "INSERT INTO t (x) VALUES (2); COMMIT", "END", "COMMIT; BEGIN"]
+)
 def test_script_committing_inside_transaction_commits_nothing(t, db_path, script):
     # The script's COMMIT is "not allowed": the error propagates out of the
     # with-block, which must then leave nothing behind (atomicity).
@@ -480,14 +480,26 @@ def test_script_rolling_back_inside_transaction(t):
     assert xs(t) == []
 
 
-def test_db_executescript_leaving_transaction_open_writes_nothing(t, db_path):
-    with pytest.raises(ProgrammingError):
-        t.executescript("BEGIN; INSERT INTO t (x) VALUES (1); INSERT INTO other VALUES (2);")
+def test_db_executescript_with_transaction_control_writes_nothing(t, db_path):
+    # Scripts run atomically in one transaction of their own: transaction
+    # control inside them is refused and nothing is written.
+    for script in (
+        "BEGIN; INSERT INTO t (x) VALUES (1); INSERT INTO other VALUES (2);",
+        "INSERT INTO t (x) VALUES (1); COMMIT;",
+        "BEGIN; INSERT INTO t (x) VALUES (3); COMMIT;",
+        "INSERT INTO t (x) VALUES (1); SAVEPOINT a; RELEASE a;",
+    ):
+        with pytest.raises(ProgrammingError, match="not allowed in a script"):
+            t.executescript(script)
     assert xs(t) == [] and xs(t, "other") == []
     assert fresh_view(db_path) == []
-    # the writer is usable afterwards
-    t.executescript("BEGIN; INSERT INTO t (x) VALUES (3); COMMIT;")
-    assert xs(t) == [3]
+    # the writer is usable afterwards, and a failing statement midway leaves
+    # nothing from the script
+    with pytest.raises(OperationalError):
+        t.executescript("INSERT INTO t (x) VALUES (4); INSERT INTO missing VALUES (1);")
+    assert xs(t) == []
+    t.executescript("INSERT INTO t (x) VALUES (3); INSERT INTO t (x) VALUES (5);")
+    assert xs(t) == [3, 5]
 
 
 # ---------------------------------------------------------------------------
@@ -665,3 +677,30 @@ def test_db_iterate_errors_give_the_reader_back(tmp_path, sql, params, exc):
             with pytest.raises(exc):
                 list(db.iterate(sql, params))
         assert in_thread(db.fetchone, "SELECT 7") == (7,)
+
+
+def test_all_readers_held_by_this_thread_raise_instead_of_deadlocking(tmp_path):
+    db = alkdev_storage.open(tmp_path / "r.db", max_readers=2)
+    try:
+        db.executescript("CREATE TABLE t(x); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)")
+        s1 = db.read().__enter__()
+        it = db.iterate("SELECT x FROM t")
+        assert next(it) == (1,)
+        with pytest.raises(ProgrammingError, match="held by this thread"):
+            db.fetchall("SELECT x FROM t")
+        with pytest.raises(ProgrammingError, match="held by this thread"):
+            db.read().__enter__()
+        # Another thread simply waits for a reader, and gets one once this
+        # thread gives one back.
+        got: list[object] = []
+        th = threading.Thread(target=lambda: got.append(db.fetchall("SELECT x FROM t")))
+        th.start()
+        th.join(0.2)
+        assert th.is_alive() and got == []
+        s1.close()
+        th.join(LIVENESS_TIMEOUT)
+        assert got == [[(1,), (2,)]]
+        assert list(it) == [(2,)]
+        assert db.fetchall("SELECT x FROM t") == [(1,), (2,)]
+    finally:
+        db.close()

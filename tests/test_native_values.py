@@ -43,13 +43,20 @@ VALUE = st.one_of(
 COLS = ("c0", "c1", "c2", "c3", "c4", "c5")
 # No affinity, then every affinity SQLite has: conversions must match too.
 SCHEMA = (
-    "CREATE TABLE v (id INTEGER PRIMARY KEY, c0, c1 INTEGER, c2 REAL, c3 TEXT, "
-    "c4 BLOB, c5 NUMERIC)"
+    "CREATE TABLE v (id INTEGER PRIMARY KEY, c0, c1 INTEGER, c2 REAL, c3 TEXT, c4 BLOB, c5 NUMERIC)"
 )
 SELECT_ALL = "SELECT id, c0, c1, c2, c3, c4, c5 FROM v ORDER BY id"
 
-STYLES = ("qmark", "qmark_list", "numbered", "colon", "at", "dollar", "custom_mapping",
-          "custom_sequence")
+STYLES = (
+    "qmark",
+    "qmark_list",
+    "numbered",
+    "colon",
+    "at",
+    "dollar",
+    "custom_mapping",
+    "custom_sequence",
+)
 HYPO = settings(
     max_examples=200,
     deadline=None,
@@ -344,8 +351,10 @@ def test_fetch_methods_agree(pair, rows, where):
         dicts = ours.query(target, args)
         assert [list(d) for d in dicts] == [names] * len(expected)
         assert norm_table_rows([tuple(d.values()) for d in dicts]) == expected
-        by_id = [ours.fetchone("SELECT id, c0, c1, c2, c3, c4, c5 FROM v WHERE id = ?", (r[0],))
-                 for r in all_rows]
+        by_id = [
+            ours.fetchone("SELECT id, c0, c1, c2, c3, c4, c5 FROM v WHERE id = ?", (r[0],))
+            for r in all_rows
+        ]
         assert norm_table_rows(by_id) == expected
 
 
@@ -354,8 +363,9 @@ def test_fetch_methods_agree(pair, rows, where):
 # ---------------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ints=st.lists(INT64, min_size=0, max_size=12), bound=INT64, new=VALUE)
 def test_update_delete_changes_match_rowcount(pair, ints, bound, new):
     ours, oracle = pair
@@ -446,8 +456,10 @@ def test_edge_values_match_sqlite3(pair, value):
 
 
 def test_blob_kinds_come_back_as_bytes(db):
-    row = db.fetchone("SELECT ?, ?, ?, typeof(?), typeof(?)",
-                      (b"ab", bytearray(b"cd"), memoryview(b"ef"), bytearray(b"x"), memoryview(b"y")))
+    row = db.fetchone(
+        "SELECT ?, ?, ?, typeof(?), typeof(?)",
+        (b"ab", bytearray(b"cd"), memoryview(b"ef"), bytearray(b"x"), memoryview(b"y")),
+    )
     assert row == (b"ab", b"cd", b"ef", "blob", "blob")
     assert all(type(v) is bytes for v in row[:3])
 
@@ -478,7 +490,8 @@ def test_numbered_parameters_reused_and_with_gaps(pair):
     assert ours.fetchone(sql, ("a", "b")) == ("b", "a", "b", "ab")
     # ?3 alone makes a statement of three parameters, as in sqlite3.
     assert ours.prepare("SELECT ?3").param_count == 3
-    assert ours.fetchone("SELECT ?3", (1, 2, 3)) == oracle.execute("SELECT ?3", (1, 2, 3)).fetchone()
+    expected = oracle.execute("SELECT ?3", (1, 2, 3)).fetchone()
+    assert ours.fetchone("SELECT ?3", (1, 2, 3)) == expected
     with pytest.raises(alkdev_storage.ProgrammingError):
         ours.fetchone("SELECT ?3", (3,))
     with pytest.raises(sqlite3.ProgrammingError):

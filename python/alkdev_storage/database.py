@@ -26,8 +26,9 @@ Decisions
   collected stops its wake bridge (the native side closes when its last
   handle goes).
 * ``db.notify`` encodes payloads strictly (see
-  :mod:`alkdev_storage.primitives._util`); ``tx.notify`` is the native
-  method.
+  :mod:`alkdev_storage.primitives._util`) and inserts the row honker's
+  ``notify()`` inserts, through a prepared statement; ``tx.notify`` is the
+  native method (``notify()`` itself).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alkdev_storage import _native
-from alkdev_storage.primitives import _wake
+from alkdev_storage.primitives import _sql, _wake
 from alkdev_storage.primitives._util import as_int, check_name, encode
 from alkdev_storage.primitives.lock import Lock
 from alkdev_storage.primitives.notify import Listener, UpdateEvents
@@ -64,7 +65,6 @@ CREATE VIEW IF NOT EXISTS _honker_jobs AS
     FROM _honker_dead
 """
 
-_SQL_NOTIFY = "SELECT notify(?1, ?2)"
 
 
 class Database(_native.Database):
@@ -159,7 +159,7 @@ class Database(_native.Database):
         """Insert a notification on ``channel`` in its own transaction
         (use ``tx.notify`` inside a transaction). Returns its id."""
         check_name(channel, "channel")
-        row = self._w(self._stmt(_SQL_NOTIFY), (channel, encode(payload)))
+        row = self.fetchone(self._stmt(_sql.NOTIFY), (channel, encode(payload)))
         return row[0]  # type: ignore[no-any-return]
 
     def listen(

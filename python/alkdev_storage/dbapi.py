@@ -491,6 +491,7 @@ class Connection:
         self._sp_began = False  # the transaction was begun by a SAVEPOINT (autocommit)
         self._tx_ddl = False  # DDL ran in this transaction: compile on the writer
         self._begin_write_eagerly = False  # set by the SQLAlchemy dialect
+        self._isolation_level = "SERIALIZABLE"
 
     # -- state -------------------------------------------------------------
 
@@ -530,6 +531,23 @@ class Connection:
         if value and not self._autocommit:
             self.commit()  # as sqlite3 does: switching on commits the open transaction
         self._autocommit = value
+
+    @property
+    def isolation_level(self) -> str:
+        """``"SERIALIZABLE"`` (SQLite's behaviour) or ``"READ UNCOMMITTED"``
+        (accepted for compatibility; like SQLite's ``read_uncommitted``
+        pragma it has no effect without a shared cache, which is never used).
+        Autocommit is the separate :attr:`autocommit` flag."""
+        return self._isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: str) -> None:
+        if value not in ("SERIALIZABLE", "READ UNCOMMITTED"):
+            raise ValueError(
+                f"isolation_level must be 'SERIALIZABLE' or 'READ UNCOMMITTED', not {value!r}"
+            )
+        self._check()
+        self._isolation_level = value
 
     @property
     def readonly(self) -> bool:
@@ -717,7 +735,13 @@ class Connection:
                 # Objects only this transaction sees (created in it, or
                 # writer-only ones): compile on the writer by SQL text.
                 return self._compile_in_tx(sql, kw, flags)
-            raise
+            if not self._shared.pinned:
+                raise
+            # Only the writer knows the objects (an attached schema): run
+            # by SQL text on the writer.
+            entry = self._text_entry(sql, kw, flags)
+            self._cache(sql, entry)
+            return entry
         cols = stmt.columns
         desc = _description(cols)
         if desc is not None:
@@ -743,6 +767,14 @@ class Connection:
             flags |= _F_ROWS
         # Not cached: valid only inside this transaction.
         return (_K_WRITE, sql, None, flags)
+
+    @staticmethod
+    def _text_entry(sql: str, kw: str, flags: int) -> tuple[Any, ...]:
+        if kw in ("SELECT", "WITH", "VALUES", "EXPLAIN") or re.search(r"\bRETURNING\b", sql, re.I):
+            flags |= _F_ROWS
+        if flags & (_F_DDL | _F_DML) or _WRITING_FUNCS.search(sql) or not flags & _F_ROWS:
+            return (_K_WRITE, sql, None, flags)
+        return (_K_READ_W, sql, None, flags)
 
     def _cache(self, sql: str, entry: tuple[Any, ...]) -> None:
         stmts = self._shared.stmts
@@ -956,6 +988,17 @@ class Cursor:
 
     def _read_writer(self, stmt: Any, desc: Any, parameters: Any, operation: str) -> Cursor:
         conn = self._conn
+        if isinstance(stmt, str):
+            # SQL text that only the writer can compile.
+            if conn._tx is not None:
+                self._text_rows(conn._tx, stmt, parameters)
+            else:
+                tx = conn._db.begin()  # type: ignore[union-attr]
+                try:
+                    self._text_rows(tx, stmt, parameters)
+                finally:
+                    tx.commit()
+            return self
         try:
             if conn._tx is not None:
                 rows = conn._tx.fetchall(stmt, parameters)
@@ -1058,18 +1101,23 @@ class Cursor:
         return _description(tuple(f"column{i + 1}" for i in range(n)))
 
     def _special(self, operation: str, stmt: Any, desc: Any, flags: int, parameters: Any) -> Cursor:
-        """PRAGMA / ATTACH / DETACH / VACUUM."""
+        """PRAGMA / ATTACH / DETACH / VACUUM.
+
+        PRAGMA queries run by SQL text (a compiled PRAGMA keeps the schema
+        it was compiled against): inside the transaction or snapshot if one
+        is open, else in a short read snapshot, whose ``BEGIN`` makes the
+        reader reload a schema changed by the writer.
+        """
         conn = self._conn
         db = conn._db
-        target = stmt if stmt is not None else operation
         if conn._tx is not None or conn._snap is not None or conn._readonly:
             t = conn._tx if conn._tx is not None else conn._snapshot()
             if stmt is None:
                 self._text_rows(t, operation, parameters)
             elif flags & _F_ROWS:
-                self._set_rows(t.fetchall(stmt, parameters), desc)
+                self._set_rows(t.fetchall(operation, parameters), desc)
             else:
-                t.execute(stmt, parameters)
+                t.execute(operation, parameters)
                 self._set_rows([], None)
         elif flags & (_F_ATTACH | _F_DETACH):
             if flags & _F_ATTACH:
@@ -1077,6 +1125,7 @@ class Cursor:
                 if m and conn._shared.attached.get(_unquote(m.group(2))) == m.group(1):
                     # Already attached on the shared writer.
                     self._set_rows([], None)
+                    self.rowcount = -1
                     return self
             db.execute(operation, parameters)  # type: ignore[union-attr]  # SQL text: the writer
             conn._after_special(flags, operation)
@@ -1089,9 +1138,12 @@ class Cursor:
                 db.execute(operation, parameters)  # type: ignore[union-attr]
                 rows = []
             self._set_rows(rows, desc if rows else None)
+        elif stmt is not None and not stmt.readonly:
+            # journal_mode, wal_checkpoint, optimize...: the writer.
+            self._set_rows(db.fetchall(stmt, parameters), desc)  # type: ignore[union-attr]
         elif stmt is None or conn._shared.pinned:
-            if conn._shared.writer_thread == threading.get_ident() or stmt is not None:
-                self._set_rows(conn._writer_read(target, parameters), desc)
+            if stmt is not None:
+                self._set_rows(conn._writer_read(operation, parameters), desc)
             else:
                 tx = db.begin()  # type: ignore[union-attr]
                 try:
@@ -1099,7 +1151,9 @@ class Cursor:
                 finally:
                     tx.commit()
         else:
-            self._set_rows(db.fetchall(stmt, parameters), desc)  # type: ignore[union-attr]
+            with db.read() as snap:  # type: ignore[union-attr]
+                rows = snap.fetchall(operation, parameters)
+            self._set_rows(rows, desc)
         self.rowcount = -1
         return self
 

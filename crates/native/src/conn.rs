@@ -55,14 +55,20 @@ pub struct Conn {
     commit: *mut ffi::sqlite3_stmt,
     rollback: *mut ffi::sqlite3_stmt,
     begin_deferred: *mut ffi::sqlite3_stmt,
-    /// Readers: the WAL-index header, mapped read-only.
-    shm: Option<memmap2::Mmap>,
+    /// Readers: the WAL-index header (SQLite's own shared mapping).
+    shm: Option<ShmHeader>,
     /// Readers: header seen just before the open implicit read transaction
     /// began (None: no implicit read transaction is open).
     snap: Option<[u32; HDR_WORDS]>,
     pub snap_at: std::time::Instant,
+    /// Readers: thread tag of the thread that took it from the pool.
+    pub holder: usize,
     pub conn: rusqlite::Connection,
 }
+
+/// Pointer to the first copy of the WAL-index header inside SQLite's
+/// mapping of region 0 of the `-shm` file; valid while the connection is open.
+pub struct ShmHeader(*const u32);
 
 /// Words of one copy of the WAL-index header (48 bytes).
 const HDR_WORDS: usize = 12;
@@ -206,6 +212,7 @@ impl Conn {
             shm: None,
             snap: None,
             snap_at: std::time::Instant::now(),
+            holder: 0,
             conn,
         }
     }
@@ -232,28 +239,59 @@ impl Conn {
         Ok(c)
     }
 
-    /// Map the first page of the `-shm` file (the WAL-index header) read-only.
-    fn map_shm(&self) -> Option<memmap2::Mmap> {
-        let name = unsafe { ffi::sqlite3_db_filename(self.db, c"main".as_ptr()) };
-        if name.is_null() {
+    /// The WAL-index header, through SQLite's own mapping of the `-shm` file
+    /// (the VFS `xShmMap` of this connection's main database file).
+    ///
+    /// Never open the `-shm` (or any database) file ourselves: closing a
+    /// descriptor drops every POSIX lock this process holds on that file,
+    /// including SQLite's, which would let other processes write under our
+    /// feet. The region stays mapped until the connection closes.
+    fn map_shm(&self) -> Option<ShmHeader> {
+        // Only a WAL database has a WAL index; make sure this connection has
+        // opened it (the first read does).
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .ok()?;
+        if !mode.eq_ignore_ascii_case("wal") {
             return None;
         }
-        let path = format!("{}-shm", unsafe { CStr::from_ptr(name) }.to_str().ok()?);
-        let file = std::fs::File::open(path).ok()?;
-        if file.metadata().ok()?.len() < (HDR_WORDS * 4 * 2) as u64 {
-            return None;
+        self.conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ok()?;
+        unsafe {
+            let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+            let rc = ffi::sqlite3_file_control(
+                self.db,
+                c"main".as_ptr(),
+                ffi::SQLITE_FCNTL_FILE_POINTER,
+                &mut file as *mut _ as *mut std::ffi::c_void,
+            );
+            if rc != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
+                return None;
+            }
+            let methods = &*(*file).pMethods;
+            if methods.iVersion < 2 {
+                return None;
+            }
+            let shm_map = methods.xShmMap?;
+            let mut region: *mut std::ffi::c_void = ptr::null_mut();
+            // Region 0, WALINDEX_PGSZ (32 KiB), do not extend.
+            let rc = shm_map(file, 0, 32768, 0, &mut region);
+            if rc != ffi::SQLITE_OK || region.is_null() {
+                return None;
+            }
+            Some(ShmHeader(region as *const u32))
         }
-        // SAFETY: read-only shared mapping; SQLite owns the contents and we
-        // only ever read them with volatile loads.
-        unsafe { memmap2::MmapOptions::new().len(HDR_WORDS * 4).map(&file) }.ok()
     }
 
-    fn wal_header(shm: &memmap2::Mmap) -> [u32; HDR_WORDS] {
+    fn wal_header(shm: &ShmHeader) -> [u32; HDR_WORDS] {
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        let base = shm.as_ptr() as *const u32;
         let mut h = [0u32; HDR_WORDS];
         for (i, w) in h.iter_mut().enumerate() {
-            *w = unsafe { ptr::read_volatile(base.add(i)) };
+            *w = unsafe { ptr::read_volatile(shm.0.add(i)) };
         }
         h
     }
@@ -469,7 +507,42 @@ impl Conn {
     }
 
     /// Run a multi-statement script (no parameters) with the GIL released.
+    /// Transaction control (BEGIN/COMMIT/ROLLBACK/SAVEPOINT/RELEASE) inside
+    /// the script is refused by an authorizer: the caller owns the
+    /// transaction the script runs in.
     pub fn exec_script(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
+        use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+        let _ = self
+            .conn
+            .authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
+                AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => {
+                    Authorization::Deny
+                }
+                _ => Authorization::Allow,
+            }));
+        let r = self.exec_raw(py, sql);
+        let _ = self
+            .conn
+            .authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+        r.map_err(|e| {
+            if e.value(py)
+                .getattr("sqlite_errorcode")
+                .and_then(|c| c.extract::<i32>())
+                .is_ok_and(|c| c == ffi::SQLITE_AUTH)
+            {
+                ProgrammingError::new_err(
+                    "transaction control statements (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, \
+                     RELEASE, END) are not allowed in a script: the script already runs in \
+                     one transaction; nothing was written",
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    /// `sqlite3_exec` with the GIL released (our own control statements).
+    pub fn exec_raw(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
         let csql = std::ffi::CString::new(sql)
             .map_err(|_| ProgrammingError::new_err("the script contains a NUL character"))?;
         let db = SendPtr(self.db);
@@ -650,6 +723,7 @@ pub unsafe fn bind_params(
     stmt: *mut ffi::sqlite3_stmt,
     params: Option<&Bound<'_, PyAny>>,
     names: Option<&[Option<Py<PyString>>]>,
+    keep: &mut Keep,
 ) -> PyResult<()> {
     let n = ffi::sqlite3_bind_parameter_count(stmt);
     let params = match params {
@@ -689,7 +763,11 @@ pub unsafe fn bind_params(
             let item = if is_tuple {
                 pyffi::PyTuple_GetItem(obj, i as pyffi::Py_ssize_t)
             } else {
-                pyffi::PyList_GetItem(obj, i as pyffi::Py_ssize_t)
+                // A list can be mutated by another thread while the step
+                // runs without the GIL: hold the bound objects.
+                let it = pyffi::PyList_GetItem(obj, i as pyffi::Py_ssize_t);
+                keep.hold(it);
+                it
             };
             bind_value(py, stmt, i + 1, item)?;
         }
@@ -715,7 +793,9 @@ pub unsafe fn bind_params(
                     key.to_string_lossy()
                 )));
             }
-            // Keep a strong reference while binding (the dict owns it).
+            // The dict can be mutated by another thread while the step runs
+            // without the GIL: hold the bound object.
+            keep.hold(item);
             bind_value(py, stmt, i, item)?;
         }
         return Ok(());
@@ -749,10 +829,8 @@ pub unsafe fn bind_params(
                 }
                 Err(e) => return Err(e),
             };
+            keep.hold(item.as_ptr());
             bind_value(py, stmt, i, item.as_ptr())?;
-            // `item` may be a fresh object: keep it alive past the step by
-            // binding a copy for text/blob.
-            keep_alive(py, stmt, i, &item)?;
         }
         return Ok(());
     }
@@ -774,53 +852,32 @@ pub unsafe fn bind_params(
     }
     for i in 0..n {
         let item = params.get_item(i)?;
+        keep.hold(item.as_ptr());
         bind_value(py, stmt, i + 1, item.as_ptr())?;
-        keep_alive(py, stmt, i + 1, &item)?;
     }
     Ok(())
 }
 
-/// Items fetched from generic containers may be temporaries: rebind their
-/// text/blob with a private copy so nothing dangles.
-unsafe fn keep_alive(
-    py: Python<'_>,
-    stmt: *mut ffi::sqlite3_stmt,
-    idx: c_int,
-    item: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    if pyffi::Py_REFCNT(item.as_ptr()) > 1 {
-        return Ok(()); // owned elsewhere too: outlives this call
+/// Strong references to parameter objects whose text/blob is bound without
+/// copying, held until the statement has been reset.
+#[derive(Default)]
+pub struct Keep(Vec<*mut pyffi::PyObject>);
+
+impl Keep {
+    #[inline]
+    pub fn hold(&mut self, obj: *mut pyffi::PyObject) {
+        unsafe { pyffi::Py_IncRef(obj) };
+        self.0.push(obj);
     }
-    let obj = item.as_ptr();
-    let rc = if pyffi::PyUnicode_Check(obj) != 0 {
-        let mut size: pyffi::Py_ssize_t = 0;
-        let data = pyffi::PyUnicode_AsUTF8AndSize(obj, &mut size);
-        ffi::sqlite3_bind_text64(
-            stmt,
-            idx,
-            data,
-            size as u64,
-            ffi::SQLITE_TRANSIENT(),
-            ffi::SQLITE_UTF8 as u8,
-        )
-    } else if pyffi::PyBytes_Check(obj) != 0 {
-        let mut data: *mut c_char = ptr::null_mut();
-        let mut size: pyffi::Py_ssize_t = 0;
-        pyffi::PyBytes_AsStringAndSize(obj, &mut data, &mut size);
-        ffi::sqlite3_bind_blob64(
-            stmt,
-            idx,
-            data as *const _,
-            size as u64,
-            ffi::SQLITE_TRANSIENT(),
-        )
-    } else {
-        ffi::SQLITE_OK
-    };
-    if rc != ffi::SQLITE_OK {
-        return Err(errors::code_error(py, rc));
+}
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        // Only ever dropped with the GIL held (inside a Python call).
+        for o in self.0.drain(..) {
+            unsafe { pyffi::Py_DecRef(o) };
+        }
     }
-    Ok(())
 }
 
 fn positional_in_mapping(i: c_int) -> PyErr {
@@ -1005,12 +1062,14 @@ pub unsafe fn run(
     names: Option<&[Option<Py<PyString>>]>,
     out: Out,
 ) -> PyResult<Produced> {
-    if let Err(e) = bind_params(py, stmt, params, names) {
+    let mut keep = Keep::default();
+    if let Err(e) = bind_params(py, stmt, params, names, &mut keep) {
         ffi::sqlite3_clear_bindings(stmt);
         return Err(e);
     }
     let result = collect(py, db, stmt, out);
     ffi::sqlite3_reset(stmt);
+    drop(keep);
     result
 }
 

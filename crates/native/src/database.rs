@@ -653,21 +653,22 @@ impl Database {
         Ok(rows.bind(py).try_iter()?.into_any().unbind())
     }
 
-    /// Run a script of several statements on the writer (no parameters).
+    /// Run a script of several statements (no parameters) on the writer,
+    /// atomically: the whole script is one BEGIN IMMEDIATE transaction, so a
+    /// failing statement leaves nothing written. Transaction control inside
+    /// the script is refused (and so is VACUUM, which cannot run inside a
+    /// transaction: use `db.execute("VACUUM")`).
     fn executescript(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
         let db = self.db()?;
         let mut conn = db.writer.acquire(py)?;
-        let r = conn.exec_script(py, sql);
-        let left_open = !conn.autocommit();
+        let r = (|| {
+            conn.begin_immediate(py)?;
+            conn.exec_script(py, sql)?;
+            conn.commit(py)
+        })();
         conn.rollback();
         db.writer.release(conn);
-        r?;
-        if left_open {
-            return Err(ProgrammingError::new_err(
-                "the script left a transaction open; it was rolled back (use db.transaction())",
-            ));
-        }
-        Ok(())
+        r
     }
 
     /// A write transaction (honker-compatible): `with db.transaction() as tx:`
@@ -816,11 +817,39 @@ fn notify_args(
     if ch.to_str()?.is_empty() {
         return Err(PyValueError::new_err("channel must not be empty"));
     }
-    let dumps = py
-        .import(pyo3::intern!(py, "json"))?
-        .getattr(pyo3::intern!(py, "dumps"))?;
-    let text = dumps.call1((payload,))?;
+    let text = encode_json(py, payload)?;
     Ok(PyTuple::new(py, [ch.as_any(), &text])?.unbind())
+}
+
+static JSON_ENCODE: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+/// Payload JSON text: compact and strict (no NaN/Infinity, which other
+/// honker bindings cannot parse). Any failure is a TypeError, raised before
+/// anything is written.
+fn encode_json<'py>(py: Python<'py>, payload: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let encode = JSON_ENCODE.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("allow_nan", false)?;
+        kwargs.set_item("separators", (",", ":"))?;
+        let encoder = py
+            .import("json")?
+            .getattr("JSONEncoder")?
+            .call((), Some(&kwargs))?;
+        Ok(encoder.getattr("encode")?.unbind())
+    })?;
+    encode.bind(py).call1((payload,)).map_err(|e| {
+        let tname = payload
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        let err = PyTypeError::new_err(format!(
+            "payload of type {tname} cannot be encoded as JSON: {}",
+            e.value(py)
+        ));
+        err.set_cause(py, Some(e));
+        err
+    })
 }
 
 fn first_int(py: Python<'_>, r: Produced) -> PyResult<i64> {
@@ -900,14 +929,14 @@ impl Transaction {
         let t = target(stmt, &self.sess.db)?;
         // All-or-nothing inside the transaction too: a savepoint around it.
         self.sess.with_conn(|c| {
-            c.exec_script(py, "SAVEPOINT _alk_many")?;
+            c.exec_raw(py, "SAVEPOINT _alk_many")?;
             match executemany_on(py, c, &t, seq_of_params) {
                 Ok(r) => {
-                    c.exec_script(py, "RELEASE _alk_many")?;
+                    c.exec_raw(py, "RELEASE _alk_many")?;
                     Ok(r)
                 }
                 Err(e) => {
-                    let _ = c.exec_script(py, "ROLLBACK TO _alk_many; RELEASE _alk_many");
+                    let _ = c.exec_raw(py, "ROLLBACK TO _alk_many; RELEASE _alk_many");
                     Err(e)
                 }
             }
@@ -974,15 +1003,18 @@ impl Transaction {
         )
     }
 
+    /// Run a script inside this transaction, all or nothing (a savepoint
+    /// around it). Transaction control inside the script is refused.
     fn executescript(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
         self.sess.with_conn(|c| {
-            c.exec_script(py, sql)?;
-            if c.autocommit() {
-                return Err(ProgrammingError::new_err(
-                    "the script ended the transaction (COMMIT/ROLLBACK inside a script is not allowed)",
-                ));
+            c.exec_raw(py, "SAVEPOINT _alk_script")?;
+            match c.exec_script(py, sql) {
+                Ok(()) => c.exec_raw(py, "RELEASE _alk_script"),
+                Err(e) => {
+                    let _ = c.exec_raw(py, "ROLLBACK TO _alk_script; RELEASE _alk_script");
+                    Err(e)
+                }
             }
-            Ok(())
         })
     }
 
@@ -1059,7 +1091,7 @@ impl Savepoint {
         } else {
             format!("RELEASE {name}")
         };
-        let r = self.sess.with_conn(|c| c.exec_script(py, &sql));
+        let r = self.sess.with_conn(|c| c.exec_raw(py, &sql));
         self.sess.set_depth(level - 1);
         r
     }
@@ -1076,7 +1108,7 @@ impl Savepoint {
         let level = slf.sess.depth() + 1;
         let name = format!("_alk_sp_{level}");
         slf.sess
-            .with_conn(|c| c.exec_script(py, &format!("SAVEPOINT {name}")))?;
+            .with_conn(|c| c.exec_raw(py, &format!("SAVEPOINT {name}")))?;
         slf.sess.push_savepoint();
         *slf.level.lock() = Some((level, slf.sess.gen()));
         Ok(slf)
@@ -1251,6 +1283,19 @@ impl RowIterator {
     ) -> PyResult<Option<RowIterator>> {
         // Keep our own container of the parameter objects alive for as long
         // as the statement may be stepped.
+        if let Some(p) = params {
+            if p.is_instance_of::<PyString>()
+                || p.is_instance_of::<pyo3::types::PyBytes>()
+                || p.is_instance_of::<pyo3::types::PyByteArray>()
+            {
+                if private {
+                    let _ = sess.end(py, false, false);
+                }
+                return Err(ProgrammingError::new_err(
+                    "parameters must be a sequence or a mapping, not a str or bytes",
+                ));
+            }
+        }
         let kept: Option<Bound<'_, PyAny>> = match params {
             None => None,
             Some(p) if p.is_none() => None,
@@ -1278,7 +1323,10 @@ impl RowIterator {
                 unsafe { ffi::sqlite3_finalize(stmt) };
                 return Ok(None);
             }
-            if let Err(e) = unsafe { conn::bind_params(py, stmt, kept.as_ref(), names) } {
+            // `kept` is our private container: its items outlive the iterator.
+            let mut keep = conn::Keep::default();
+            if let Err(e) = unsafe { conn::bind_params(py, stmt, kept.as_ref(), names, &mut keep) }
+            {
                 unsafe { ffi::sqlite3_finalize(stmt) };
                 return Err(e);
             }

@@ -24,6 +24,12 @@ pub fn thread_tag() -> usize {
     THREAD_TAG.with(|t| t as *const u8 as usize)
 }
 
+fn remove_one(v: &mut Vec<usize>, tag: usize) {
+    if let Some(i) = v.iter().position(|&h| h == tag) {
+        v.swap_remove(i);
+    }
+}
+
 pub struct WriterSlot {
     slot: Mutex<Option<Conn>>,
     available: Condvar,
@@ -105,6 +111,8 @@ impl WriterSlot {
 struct ReaderState {
     idle: Vec<Conn>,
     open: usize,
+    /// Thread tags of the readers currently taken (one entry each).
+    holders: Vec<usize>,
 }
 
 /// Stop flag + condvar shared with the janitor thread, and its handle.
@@ -129,6 +137,7 @@ impl ReaderPool {
             state: Arc::new(Mutex::new(ReaderState {
                 idle: Vec::new(),
                 open: 0,
+                holders: Vec::new(),
             })),
             available: Condvar::new(),
             closed: Arc::new(AtomicBool::new(false)),
@@ -188,10 +197,20 @@ impl ReaderPool {
         if self.closed.load(Ordering::Acquire) {
             return Err(errors::closed());
         }
+        let me = thread_tag();
         {
             let mut st = self.state.lock();
-            if let Some(c) = st.idle.pop() {
+            if let Some(mut c) = st.idle.pop() {
+                st.holders.push(me);
+                c.holder = me;
                 return Ok(c);
+            }
+            if st.open >= self.max && st.holders.iter().filter(|&&h| h == me).count() >= self.max {
+                return Err(ProgrammingError::new_err(format!(
+                    "all {} reader connections are held by this thread (open snapshots or \
+                     iterators); finish one first, or open the Database with a larger max_readers",
+                    self.max
+                )));
             }
         }
         // Slow path: open a new reader (I/O) or wait for one, GIL released.
@@ -202,10 +221,12 @@ impl ReaderPool {
                     return Err(None);
                 }
                 if let Some(c) = st.idle.pop() {
+                    st.holders.push(me);
                     return Ok(c);
                 }
                 if st.open < self.max {
                     st.open += 1;
+                    st.holders.push(me);
                     drop(st);
                     return match Conn::open_reader(&self.path) {
                         Ok(c) => {
@@ -213,7 +234,10 @@ impl ReaderPool {
                             Ok(c)
                         }
                         Err(e) => {
-                            self.state.lock().open -= 1;
+                            let mut st = self.state.lock();
+                            st.open -= 1;
+                            remove_one(&mut st.holders, me);
+                            drop(st);
                             self.available.notify_one();
                             Err(Some(e))
                         }
@@ -223,7 +247,8 @@ impl ReaderPool {
             }
         });
         match got {
-            Ok(c) => {
+            Ok(mut c) => {
+                c.holder = me;
                 if self.closed.load(Ordering::Acquire) {
                     self.discard(c);
                     return Err(errors::closed());
@@ -240,15 +265,20 @@ impl ReaderPool {
             self.discard(conn);
             return;
         }
-        self.state.lock().idle.push(conn);
+        let mut st = self.state.lock();
+        remove_one(&mut st.holders, conn.holder);
+        st.idle.push(conn);
+        drop(st);
         self.available.notify_one();
     }
 
     /// Drop a connection for good (after close, or when it is unusable).
     pub fn discard(&self, conn: Conn) {
+        let holder = conn.holder;
         drop(conn);
         let mut st = self.state.lock();
         st.open = st.open.saturating_sub(1);
+        remove_one(&mut st.holders, holder);
         drop(st);
         self.available.notify_one();
     }

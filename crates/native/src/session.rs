@@ -108,7 +108,7 @@ impl Session {
         conn.end_read();
         let started = match self.kind {
             Kind::Write => conn.begin_immediate(py),
-            Kind::Snapshot => conn.exec_script(py, "BEGIN; SELECT 1 FROM sqlite_schema LIMIT 1;"),
+            Kind::Snapshot => conn.exec_raw(py, "BEGIN; SELECT 1 FROM sqlite_schema LIMIT 1;"),
             Kind::Stream => Ok(()),
         };
         if let Err(e) = started {
@@ -136,6 +136,17 @@ impl Session {
         }
     }
 
+    /// After `db.close()` a session can only end (rolling back).
+    fn check_db_open(&self) -> PyResult<()> {
+        if self.db.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(InterfaceError::new_err(format!(
+                "Database is closed; this {} can no longer be used",
+                self.what()
+            )));
+        }
+        Ok(())
+    }
+
     fn in_use(&self) -> PyErr {
         ProgrammingError::new_err(format!(
             "this {} is in use by another thread; a {} belongs to one thread at a time",
@@ -148,6 +159,7 @@ impl Session {
     /// connection is moved out of the lock for the call, so the lock is
     /// never held while SQLite runs with the GIL released.
     pub fn with_conn<R>(&self, f: impl FnOnce(&mut Conn) -> PyResult<R>) -> PyResult<R> {
+        self.check_db_open()?;
         let mut conn = {
             let mut st = self.state.lock();
             self.check_active(&st)?;
@@ -186,7 +198,12 @@ impl Session {
             st.depth = 0;
             conn
         };
-        let result = if commit && !conn.autocommit() {
+        let closed = self.db.closed.load(std::sync::atomic::Ordering::Acquire);
+        let result = if commit && closed && self.kind == Kind::Write && !conn.autocommit() {
+            Err(InterfaceError::new_err(
+                "Database was closed before this transaction committed; it was rolled back",
+            ))
+        } else if commit && !conn.autocommit() {
             conn.commit(py)
         } else {
             Ok(())
@@ -213,6 +230,7 @@ impl Session {
         gen: u64,
         f: impl FnOnce(&mut Conn, *mut ffi::sqlite3_stmt) -> PyResult<R>,
     ) -> PyResult<R> {
+        self.check_db_open()?;
         let (mut conn, stmt) = {
             let mut st = self.state.lock();
             if st.gen != gen || st.status != Status::Active {

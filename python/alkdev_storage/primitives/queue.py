@@ -4,17 +4,24 @@ API-compatible with the honker Python binding's ``Queue`` and ``Job``.
 
 Decisions
 ---------
-* Every queue write goes through honker-core's SQL functions
-  (``honker_enqueue``, ``honker_claim_batch``, ``honker_ack``, ...), run as
-  prepared statements, so claims, retries, dead-lettering and expiry behave
-  exactly as in every other honker binding. Without ``tx=`` each call is one
-  short write transaction on the writer; with ``tx=`` it joins the caller's
-  transaction (and exists only if that commits).
+* Claims, retries, dead-lettering and expiry behave exactly as honker-core's
+  SQL functions. The per-job operations (enqueue, claim, ack, ack_batch,
+  retry, fail, heartbeat, next-claim deadline) run prepared statements that
+  reproduce those functions step by step (see
+  :mod:`alkdev_storage.primitives._sql` for why, and the differential
+  tests); the others (cancel, get_job, sweep_expired, results) call the
+  ``honker_*`` functions. Without ``tx=`` each call is one short write
+  transaction on the writer; with ``tx=`` (enqueue, ack, ack_batch,
+  save_result) it joins the caller's transaction and exists only if that
+  commits: ack in the transaction of the job's own writes for
+  exactly-once effects.
 * Pure reads (``get_result``, the next-claim deadline) run on reader
   connections.
 * ``claim()`` claims in batches under the hood: it starts with one job and
-  doubles the batch (up to ``batch_size``) while the queue keeps a backlog,
-  falling back to one when it drains. Jobs are yielded one at a time.
+  doubles the batch (up to ``batch_size``, default 32) while the queue
+  keeps a backlog, falling back to one when it drains, and never more than
+  the caller can handle in half the visibility timeout at its observed pace
+  (slow handlers get batches of one). Jobs are yielded one at a time.
   Buffered (claimed, not yet yielded) jobs are given back
   (``state='pending'``, ``attempts - 1``, only while the claim is still
   ours) when the iterator is closed, when the batch has been held for half
@@ -36,6 +43,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from alkdev_storage.primitives import _sql
 from alkdev_storage.primitives._util import (
     as_int,
     check_name,
@@ -53,17 +61,11 @@ __all__ = ["ClaimIterator", "Job", "Queue", "Retryable"]
 
 _UNSET: Any = object()
 
-SQL_ENQUEUE = "SELECT honker_enqueue(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-SQL_CLAIM = "SELECT honker_claim_batch(?1, ?2, ?3, ?4)"
-SQL_ACK = "SELECT honker_ack(?1, ?2)"
-SQL_ACK_BATCH = "SELECT honker_ack_batch(?1, ?2)"
-SQL_RETRY = "SELECT honker_retry(?1, ?2, ?3, ?4)"
-SQL_FAIL = "SELECT honker_fail(?1, ?2, ?3)"
-SQL_HEARTBEAT = "SELECT honker_heartbeat(?1, ?2, ?3)"
+_EXHAUSTED = "max attempts exceeded"  # honker-core's last_error for these
+
 SQL_CANCEL = "SELECT honker_cancel(?1)"
 SQL_GET_JOB = "SELECT honker_get_job(?1)"
 SQL_SWEEP_EXPIRED = "SELECT honker_sweep_expired(?1)"
-SQL_NEXT_CLAIM_AT = "SELECT honker_queue_next_claim_at(?1)"
 SQL_RESULT_SAVE = "SELECT honker_result_save(?1, ?2, ?3)"
 SQL_RESULT_GET = "SELECT honker_result_get(?1)"
 SQL_RESULT_SWEEP = "SELECT honker_result_sweep()"
@@ -121,6 +123,22 @@ class Job:
         self.last_error = row.get("last_error", None)
         self.created_at = row.get("created_at", 0)
 
+    @classmethod
+    def _claimed(cls, queue: Queue, row: tuple[Any, ...]) -> Job:
+        """From a claim row (id, queue, payload, worker_id, attempts,
+        claim_expires_at)."""
+        j = cls.__new__(cls)
+        j.queue = queue
+        j.id, j.queue_name, j._payload_raw, j.worker_id, j.attempts, j.claim_expires_at = row
+        j._payload = _UNSET
+        j.state = "processing"
+        j.priority = 0
+        j.run_at = 0
+        j.max_attempts = queue.max_attempts
+        j.last_error = None
+        j.created_at = 0
+        return j
+
     @property
     def payload(self) -> Any:
         if self._payload is _UNSET:
@@ -128,9 +146,10 @@ class Job:
             self._payload = decode(raw) if raw else None
         return self._payload
 
-    def ack(self) -> bool:
-        """Delete the job if our claim is still valid; True if it was."""
-        return self.queue.ack(self.id, self.worker_id)
+    def ack(self, *, tx: Any = None) -> bool:
+        """Delete the job if our claim is still valid; True if it was.
+        With ``tx`` the ack commits (or not) with the caller's writes."""
+        return self.queue.ack(self.id, self.worker_id, tx=tx)
 
     def retry(self, delay_s: int = 60, error: str = "") -> bool:
         return self.queue.retry(self.id, self.worker_id, delay_s, error)
@@ -177,14 +196,18 @@ class Queue:
         # the next claim transaction. List of (worker_id, [job ids]).
         self._orphans: list[tuple[str, list[int]]] = []
         s = db._stmt
-        self._s_enqueue = s(SQL_ENQUEUE)
-        self._s_claim = s(SQL_CLAIM)
-        self._s_ack = s(SQL_ACK)
-        self._s_ack_batch = s(SQL_ACK_BATCH)
-        self._s_retry = s(SQL_RETRY)
-        self._s_fail = s(SQL_FAIL)
-        self._s_heartbeat = s(SQL_HEARTBEAT)
-        self._s_next = s(SQL_NEXT_CLAIM_AT)
+        self._s_enqueue = s(_sql.ENQUEUE)
+        self._s_dead_scan = s(_sql.DEAD_LETTER_EXHAUSTED)
+        self._s_insert_dead = s(_sql.INSERT_DEAD)
+        self._s_claim = s(_sql.CLAIM)
+        self._s_ack = s(_sql.ACK)
+        self._s_ack_many = s(_sql.ACK_MANY)
+        self._s_retry_find = s(_sql.RETRY_FIND)
+        self._s_delete = s(_sql.DELETE_JOB)
+        self._s_to_pending = s(_sql.RETRY_TO_PENDING)
+        self._s_fail_take = s(_sql.FAIL_TAKE)
+        self._s_heartbeat = s(_sql.HEARTBEAT)
+        self._s_next = s(_sql.NEXT_CLAIM_AT)
 
     def __repr__(self) -> str:
         return (
@@ -220,7 +243,7 @@ class Queue:
             opt_int(expires, "expires"),
         )
         if tx is None:
-            return self.db._w(self._s_enqueue, params)[0]  # type: ignore[no-any-return]
+            return self.db.fetchone(self._s_enqueue, params)[0]  # type: ignore[no-any-return]
         return check_tx(tx).fetchone(self._s_enqueue, params)[0]  # type: ignore[no-any-return]
 
     # -- claiming ------------------------------------------------------
@@ -235,23 +258,25 @@ class Queue:
         check_name(worker_id, "worker_id")
         if n <= 0:
             return []
-        params = (self.name, worker_id, n, self.visibility_timeout_s)
-        if self._orphans:
-            raw = self._claim_with_unclaim(params)
-        else:
-            raw = self.db._w(self._s_claim, params)[0]
-        if raw == "[]":
-            return []
-        return [Job(self, r) for r in decode(raw)]
+        with self.db.transaction() as tx:
+            if self._orphans:
+                self._unclaim_orphans_in(tx)
+            return self._claim_in(tx, worker_id, n)
 
-    def _claim_with_unclaim(self, params: tuple[Any, ...]) -> str:
+    def _claim_in(self, tx: Any, worker_id: str, n: int) -> list[Job]:
+        """honker_claim_batch, step by step, inside ``tx``."""
+        dead = tx.fetchall(self._s_dead_scan, (self.name,))
+        if dead:
+            tx.executemany(self._s_insert_dead, [(*r, _EXHAUSTED) for r in dead])
+        rows = tx.fetchall(self._s_claim, (self.name, worker_id, n, self.visibility_timeout_s))
+        claimed = Job._claimed
+        return [claimed(self, r) for r in rows]
+
+    def _unclaim_orphans_in(self, tx: Any) -> None:
         orphans, self._orphans = self._orphans, []
-        db = self.db
-        with db.transaction() as tx:
-            unclaim = db._stmt(SQL_UNCLAIM)
-            for worker_id, ids in orphans:
-                tx.execute(unclaim, (encode(ids), worker_id))
-            return tx.fetchone(self._s_claim, params)[0]  # type: ignore[no-any-return]
+        unclaim = self.db._stmt(SQL_UNCLAIM)
+        for worker_id, ids in orphans:
+            tx.execute(unclaim, (encode(ids), worker_id))
 
     def _unclaim(self, worker_id: str, ids: list[int]) -> int:
         """Give back claimed, never-processed jobs (attempts restored)."""
@@ -278,32 +303,62 @@ class Queue:
         check_name(worker_id, "worker_id")
         return ClaimIterator(self, worker_id, idle_poll_s, batch_size, timeout)
 
-    def ack(self, job_id: int, worker_id: str) -> bool:
-        return bool(self.db._w(self._s_ack, (as_int(job_id, "job_id"), worker_id))[0])
+    def ack(self, job_id: int, worker_id: str, *, tx: Any = None) -> bool:
+        """Delete the job if ``worker_id``'s claim is still valid (True)."""
+        params = (as_int(job_id, "job_id"), worker_id)
+        if tx is None:
+            return self.db.execute(self._s_ack, params).changes > 0  # type: ignore[no-any-return]
+        return check_tx(tx).execute(self._s_ack, params).changes > 0  # type: ignore[no-any-return]
 
-    def ack_batch(self, job_ids: Iterable[int], worker_id: str) -> int:
+    def ack_batch(self, job_ids: Iterable[int], worker_id: str, *, tx: Any = None) -> int:
         """Ack several jobs in one transaction; returns how many claims were
         still valid."""
         ids = [as_int(i, "job id") for i in job_ids]
         if not ids:
             return 0
-        return self.db._w(self._s_ack_batch, (encode(ids), worker_id))[0]  # type: ignore[no-any-return]
+        params = (encode(ids), worker_id)
+        if tx is None:
+            return self.db.execute(self._s_ack_many, params).changes  # type: ignore[no-any-return]
+        return check_tx(tx).execute(self._s_ack_many, params).changes  # type: ignore[no-any-return]
 
     def retry(self, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
         """Back to pending after ``delay_s`` (or to the dead table once
         attempts are exhausted). True iff our claim was still valid."""
-        params = (as_int(job_id, "job_id"), worker_id, as_int(delay_s, "delay_s"), str(error))
-        return bool(self.db._w(self._s_retry, params)[0])
+        job_id = as_int(job_id, "job_id")
+        delay_s = as_int(delay_s, "delay_s")
+        with self.db.transaction() as tx:
+            return self._retry_in(tx, job_id, worker_id, delay_s, str(error))
+
+    def _retry_in(self, tx: Any, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
+        row = tx.fetchone(self._s_retry_find, (job_id, worker_id))
+        if row is None:
+            return False
+        if row[6] >= row[5]:  # attempts >= max_attempts: dead
+            tx.execute(self._s_delete, (row[0],))
+            tx.execute(self._s_insert_dead, (*row, error))
+        else:
+            tx.execute(self._s_to_pending, (row[0], delay_s))
+        return True
 
     def fail(self, job_id: int, worker_id: str, error: str) -> bool:
         """Straight to the dead table. True iff our claim was still valid."""
-        params = (as_int(job_id, "job_id"), worker_id, str(error))
-        return bool(self.db._w(self._s_fail, params)[0])
+        job_id = as_int(job_id, "job_id")
+        with self.db.transaction() as tx:
+            return self._fail_in(tx, job_id, worker_id, str(error))
+
+    def _fail_in(self, tx: Any, job_id: int, worker_id: str, error: str) -> bool:
+        row = tx.fetchone(self._s_fail_take, (job_id, worker_id))
+        if row is None:
+            return False
+        tx.execute(self._s_insert_dead, (*row, error))
+        return True
 
     def heartbeat(self, job_id: int, worker_id: str, extend_s: int | None = None) -> bool:
+        """Extend our claim to ``extend_s`` (default: the visibility timeout)
+        seconds from now; False if the claim is no longer ours."""
         extend = self.visibility_timeout_s if extend_s is None else as_int(extend_s, "extend_s")
         params = (as_int(job_id, "job_id"), worker_id, extend)
-        return bool(self.db._w(self._s_heartbeat, params)[0])
+        return self.db.execute(self._s_heartbeat, params).changes > 0  # type: ignore[no-any-return]
 
     def cancel(self, job_id: int) -> bool:
         """Delete a pending or processing job. A worker running it is not

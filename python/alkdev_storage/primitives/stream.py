@@ -3,12 +3,13 @@
 
 Decisions
 ---------
-* ``publish`` goes through ``honker_stream_publish`` and returns the new
-  event's offset (the honker binding returns None; the offset is what the
+* ``publish`` inserts exactly what ``honker_stream_publish`` inserts (a
+  prepared statement, see :mod:`alkdev_storage.primitives._sql`) and
+  returns the new event's offset (the honker binding returns None; the offset is what the
   issue asks for and costs nothing). With ``tx=`` the event exists only if
   that transaction commits.
-* Offsets are saved with ``honker_stream_save_offset`` (monotonic: never
-  rewinds). ``save_offset`` also accepts ``tx=`` to commit an offset with
+* Offsets are saved as ``honker_stream_save_offset`` saves them
+  (monotonic: never rewinds). ``save_offset`` also accepts ``tx=`` to commit an offset with
   the consumer's own writes (exactly-once processing).
 * Replay reads ``_honker_stream`` with a prepared ``SELECT`` that is the
   same query as honker-core's ``honker_stream_read_since`` (topic, offset >
@@ -32,6 +33,7 @@ import time
 from collections import deque
 from typing import Any
 
+from alkdev_storage.primitives import _sql
 from alkdev_storage.primitives._util import as_int, check_name, check_tx, decode, encode
 from alkdev_storage.primitives._wake import IDLE, NOTHING, WakeIterator
 
@@ -40,14 +42,11 @@ __all__ = ["Event", "Stream", "StreamSubscription"]
 _UNSET: Any = object()
 _READ_BATCH = 1000
 
-SQL_PUBLISH = "SELECT honker_stream_publish(?1, ?2, ?3)"
 SQL_READ = (
     "SELECT offset, topic, key, payload, created_at FROM _honker_stream "
     "WHERE topic = ?1 AND offset > ?2 ORDER BY offset ASC LIMIT ?3"
 )
 SQL_READ_SINCE = "SELECT honker_stream_read_since(?1, ?2, ?3)"
-SQL_SAVE_OFFSET = "SELECT honker_stream_save_offset(?1, ?2, ?3)"
-SQL_GET_OFFSET = "SELECT honker_stream_get_offset(?1, ?2)"
 
 
 class Event:
@@ -94,7 +93,7 @@ class Stream:
         check_name(name, "stream name")
         self.db = db
         self.name = name
-        self._s_publish = db._stmt(SQL_PUBLISH)
+        self._s_publish = db._stmt(_sql.STREAM_PUBLISH)
         self._s_read = db._stmt(SQL_READ)
 
     def __repr__(self) -> str:
@@ -109,7 +108,7 @@ class Stream:
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
         params = (self.name, key, encode(payload))
         if tx is None:
-            return self.db._w(self._s_publish, params)[0]  # type: ignore[no-any-return]
+            return self.db.fetchone(self._s_publish, params)[0]  # type: ignore[no-any-return]
         return check_tx(tx).fetchone(self._s_publish, params)[0]  # type: ignore[no-any-return]
 
     def _read_since(self, offset: int, limit: int = 1000) -> list[dict[str, Any]]:
@@ -131,16 +130,17 @@ class Stream:
         """Persist a consumer's high-water mark (never rewinds)."""
         check_name(consumer, "consumer")
         params = (consumer, self.name, as_int(offset, "offset"))
-        stmt = self.db._stmt(SQL_SAVE_OFFSET)
+        stmt = self.db._stmt(_sql.STREAM_SAVE_OFFSET)
         if tx is None:
-            self.db._w(stmt, params)
+            self.db.execute(stmt, params)
         else:
-            check_tx(tx).fetchone(stmt, params)
+            check_tx(tx).execute(stmt, params)
 
     def get_offset(self, consumer: str) -> int:
         """A consumer's saved offset, 0 if unknown."""
         check_name(consumer, "consumer")
-        return int(self.db.fetchone(self.db._stmt(SQL_GET_OFFSET), (consumer, self.name))[0])
+        row = self.db.fetchone(self.db._stmt(_sql.STREAM_GET_OFFSET), (consumer, self.name))
+        return 0 if row is None else int(row[0])
 
     def subscribe(
         self,

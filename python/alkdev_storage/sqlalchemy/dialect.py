@@ -28,8 +28,10 @@ Decisions
 * ``isolation_level="AUTOCOMMIT"`` switches the DB-API connection to
   autocommit: each statement commits on its own. The other level is
   ``SERIALIZABLE`` (the default: SQLite's transactions are serializable).
-  ``READ UNCOMMITTED`` is not offered: it only exists with SQLite's shared
-  cache, which the native session does not use.
+  ``READ UNCOMMITTED`` is accepted and reported back, as by the stock
+  driver, but like SQLite's own setting it only changes anything with a
+  shared cache, which the native session never uses: reads never see
+  uncommitted data.
 * **Pool.** All connections to a file share one Database, so a DB-API
   connection is a cheap view (no file handle of its own): the default pool
   is a :class:`~sqlalchemy.pool.QueuePool` of those views. Returning a
@@ -50,7 +52,8 @@ import os
 from typing import Any
 
 from sqlalchemy import exc, pool
-from sqlalchemy.dialects.sqlite.base import SQLiteDialect
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler, SQLiteDialect
+from sqlalchemy.sql import sqltypes
 from sqlalchemy.engine import default
 from sqlalchemy.engine.characteristics import ConnectionCharacteristic
 from sqlalchemy.engine.url import URL
@@ -100,6 +103,29 @@ class _BeginWriteCharacteristic(ConnectionCharacteristic):
         return getattr(dbapi_conn, "_begin_write_eagerly", False)
 
 
+class HonkerCompiler(SQLiteCompiler):
+    """SQLite's compiler; ``a // b`` on non-integers without ``floor()``.
+
+    The stock driver registers a Python ``floor()`` on every connection;
+    this SQLite build has no math functions, so floor division of
+    non-integers is rendered with core SQL (the dividend expression is
+    evaluated once, in a scalar subquery). When the SQLite library has
+    ``floor()`` it is used, as SQLAlchemy does.
+    """
+
+    def visit_floordiv_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
+        if self.dialect._has_floor or (
+            binary.right.type._type_affinity is sqltypes.Integer
+            and binary.left.type._type_affinity is sqltypes.Integer
+        ):
+            return super().visit_floordiv_binary(binary, operator, **kw)
+        quotient = self.process(binary.left, **kw) + " / " + self.process(binary.right, **kw)
+        return (
+            "(SELECT CAST(v AS INTEGER) - (v < CAST(v AS INTEGER)) "
+            f"FROM (SELECT {quotient} AS v))"
+        )
+
+
 class HonkerDialect(SQLiteDialect):
     """SQLAlchemy's SQLite dialect over the alkdev-storage native session."""
 
@@ -110,7 +136,12 @@ class HonkerDialect(SQLiteDialect):
     description_encoding = None
     supports_server_side_cursors = False
 
-    _isolation_lookup = {"SERIALIZABLE": 0, "AUTOCOMMIT": None}
+    statement_compiler = HonkerCompiler
+    #: Whether the SQLite library has ``floor()`` (math functions); set on
+    #: first connect.
+    _has_floor = False
+
+    _isolation_lookup = {"SERIALIZABLE": 0, "READ UNCOMMITTED": 1, "AUTOCOMMIT": None}
 
     connection_characteristics = default.DefaultDialect.connection_characteristics.union(
         {
@@ -152,6 +183,12 @@ class HonkerDialect(SQLiteDialect):
 
     def _get_default_schema_name(self, connection: Any) -> str:
         return "main"
+
+    def initialize(self, connection: Any) -> None:
+        super().initialize(connection)
+        db = connection.connection.dbapi_connection.database
+        row = db.fetchone("SELECT count(*) FROM pragma_function_list WHERE name = 'floor'")
+        self._has_floor = bool(row and row[0])
 
     # -- connecting -------------------------------------------------------
 
@@ -239,13 +276,20 @@ class HonkerDialect(SQLiteDialect):
                 f"Invalid value {level!r} for isolation_level. Valid isolation levels for "
                 f"{self.name} are {', '.join(self._isolation_lookup)}"
             )
-        dbapi_connection.autocommit = level == "AUTOCOMMIT"
+        if level == "AUTOCOMMIT":
+            dbapi_connection.autocommit = True
+        else:
+            dbapi_connection.autocommit = False
+            dbapi_connection.isolation_level = level
 
     def get_isolation_level(self, dbapi_connection: Any) -> str:
-        return "AUTOCOMMIT" if dbapi_connection.autocommit else "SERIALIZABLE"
+        if dbapi_connection.autocommit:
+            return "AUTOCOMMIT"
+        return dbapi_connection.isolation_level
 
     def get_default_isolation_level(self, dbapi_conn: Any) -> str:
-        return "SERIALIZABLE"
+        # The level below autocommit (SQLAlchemy handles AUTOCOMMIT apart).
+        return dbapi_conn.isolation_level
 
     def detect_autocommit_setting(self, dbapi_conn: Any) -> bool:
         return bool(dbapi_conn.autocommit)
