@@ -605,8 +605,8 @@ class Connection:
         self._tx = self._snap = None
         self._sps.clear()
         self._sp_began = False
-        if self._tx_ddl:
-            self._tx_ddl = False
+        ddl = self._tx_ddl
+        self._tx_ddl = False
         if snap is not None:
             snap.close()
         if tx is not None:
@@ -614,8 +614,33 @@ class Connection:
                 self._shared.writer_thread = 0
             if commit:
                 tx.commit()  # a failed COMMIT rolls back and frees the writer
+                if ddl:
+                    self._refresh_readers()
             else:
                 tx.rollback()
+
+    def _refresh_readers(self) -> None:
+        """After a schema change: make the open readers load the new schema
+        (a snapshot's BEGIN reads it), so that statements compiled on them
+        next see the new tables and columns at once.
+
+        At most ``max_readers - 1`` readers are taken at a time, so this
+        never waits for a reader the calling thread itself holds."""
+        db = self._db
+        if db is None:
+            return
+        n = min(db.open_readers, db.max_readers - 1)
+        snaps = []
+        try:
+            for _ in range(n):
+                s = db.read()
+                s.__enter__()
+                snaps.append(s)
+        except Error:
+            pass
+        finally:
+            for s in snaps:
+                s.close()
 
     def commit(self) -> None:
         self._check()
@@ -1068,6 +1093,8 @@ class Cursor:
                 conn._pin()
             if conn._tx is not None:
                 conn._tx_ddl = True
+            else:
+                conn._refresh_readers()  # autocommit DDL
         return self
 
     def _text_rows(self, target: Any, sql: str, parameters: Any) -> None:
