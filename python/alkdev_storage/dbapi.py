@@ -706,6 +706,7 @@ class Connection:
                 self._end(False)
             raise
         self._shared.invalidate()
+        self._tx_ddl = True  # the script may have changed the schema
         if began and self._autocommit:
             self._end(True)
         del db

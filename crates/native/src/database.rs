@@ -333,7 +333,13 @@ impl Database {
             if p.info.txn_control {
                 return Err(txn_control_error());
             }
-            if p.info.no_wrap {
+            // A writing statement in autocommit takes its read snapshot and
+            // the write lock in one step (SQLite retries both through the
+            // busy handler), so it is its own short transaction already. A
+            // read statement whose SQL functions write (SELECT notify(...))
+            // would upgrade a read snapshot mid-statement and could fail with
+            // SQLITE_BUSY_SNAPSHOT: it runs inside BEGIN IMMEDIATE.
+            if p.info.no_wrap || !p.info.readonly {
                 return unsafe { conn::run(py, conn.handle(), p.stmt, params, p.names, out) };
             }
             conn.begin_immediate(py)?;

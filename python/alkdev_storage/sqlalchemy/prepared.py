@@ -225,6 +225,10 @@ class PreparedQuery:
         if self._returns_rows and not self._keys:
             cols = self._stmt.columns if self._stmt is not None else ()
             self._set_meta(list(cols), None, [None] * len(cols))
+        #: At most one row (equality on a primary key or unique constraint of
+        #: the only table): ``one()`` then reads one row, not all.
+        self.unique: bool = self._returns_rows and _at_most_one_row(statement)
+        self._install_fast_paths()
 
     # -- compilation ----------------------------------------------------------
 
@@ -265,6 +269,7 @@ class PreparedQuery:
         self.param_names: tuple[str, ...] = tuple(names)
         self._param_set = frozenset(names)
         self._required = frozenset(k for k, d, _ in plan if d is _MISSING)
+        self._plan = plan
         self._binder = _codegen_binder(plan)
 
     def _build_results(self, statement: Any, compiled: Any) -> None:
@@ -368,6 +373,7 @@ class PreparedQuery:
             with self._lock:
                 self._db = db
                 self._stmt = None if self._expanding else db.prepare(self.sql)
+                self._install_fast_paths()
         return db
 
     # -- running ---------------------------------------------------------------
@@ -413,6 +419,11 @@ class PreparedQuery:
 
     def one(self, conn: Any = None, /, **params: Any) -> Any:
         """Exactly one row: ``NoResultFound`` / ``MultipleResultsFound`` otherwise."""
+        if self.unique:
+            row = self.first(conn, **params)
+            if row is None:
+                raise exc.NoResultFound("No row was found when one was required")
+            return row
         rows = self.all(conn, **params)
         if len(rows) == 1:
             return rows[0]
@@ -421,6 +432,9 @@ class PreparedQuery:
         raise exc.MultipleResultsFound("Multiple rows were found when exactly one was required")
 
     def one_or_none(self, conn: Any = None, /, **params: Any) -> Any:
+        """One row or None: ``MultipleResultsFound`` for more."""
+        if self.unique:
+            return self.first(conn, **params)
         rows = self.all(conn, **params)
         if len(rows) > 1:
             raise exc.MultipleResultsFound("Multiple rows were found when one or none was required")
@@ -461,6 +475,103 @@ class PreparedQuery:
 
     __call__ = execute
 
+    # -- generated fast paths ---------------------------------------------------
+
+    def _install_fast_paths(self) -> None:
+        """Specialised ``one``/``first``/``all``/``scalar`` for the common
+        call: no connection argument, exactly the required parameters. They
+        are instance attributes shadowing the methods, and fall back to them
+        (which handle everything else and raise the errors) on any other
+        call."""
+        for name in ("one", "first", "all", "scalar", "one_or_none"):
+            self.__dict__.pop(name, None)
+        if self._expanding or not self._returns_rows or self._stmt is None:
+            return
+        plan = self._plan
+        ns: dict[str, Any] = {
+            "_self": self,
+            "_cls": type(self),
+            "_stmt": self._stmt,
+            "_fetchone": self._db.fetchone,
+            "_fetchall": self._db.fetchall,
+            "_InterfaceError": _native.InterfaceError,
+            "_Row": Row,
+            "_meta": self._meta,
+            "_procs": self._procs,
+            "_k2i": self._k2i,
+            "_p0": self._proc0,
+            "_entity": self._entity.load if self._entity is not None else None,
+            "_NoResultFound": exc.NoResultFound,
+            "_Multiple": exc.MultipleResultsFound,
+        }
+        args = []
+        for i, (key, default, proc) in enumerate(plan):
+            if default is _MISSING:
+                expr = f"p[{key!r}]"
+            elif isinstance(default, _Call):
+                ns[f"_d{i}"] = default.fn
+                expr = f"_d{i}(None)"
+            else:
+                ns[f"_d{i}"] = default
+                expr = f"_d{i}"
+            if proc is not None:
+                ns[f"_f{i}"] = proc
+                expr = f"_f{i}({expr})"
+            args.append(expr)
+        tup = "(" + "".join(a + ", " for a in args) + ")"
+        nreq = len(self._required)
+        if self._entity is not None:
+            one_row = "_entity([raw], _procs, None)[0]"
+            many_rows = "_entity(raw, _procs, None)"
+            scalar_row = one_row
+        else:
+            one_row = "_Row(_meta, _procs, _k2i, raw)"
+            many_rows = "[_Row(_meta, _procs, _k2i, r) for r in raw]"
+            scalar_row = "(_p0(raw[0]) if _p0 is not None else raw[0])"
+        fetch_one = "_fetchone" if self.unique else "_fetchall"
+        src = []
+
+        def fn(name: str, fetch: str, body: list[str]) -> None:
+            src.append(f"def {name}(conn=None, /, **p):")
+            src.append(f"    if conn is not None or len(p) != {nreq}:")
+            src.append(f"        return _cls.{name}(_self, conn, **p)")
+            src.append("    try:")
+            src.append(f"        raw = {fetch}(_stmt, {tup})")
+            src.append("    except (KeyError, _InterfaceError):")
+            src.append(f"        return _cls.{name}(_self, conn, **p)")
+            src.extend("    " + line for line in body)
+
+        fn("first", "_fetchone", ["if raw is None:", "    return None", f"return {one_row}"])
+        fn("scalar", "_fetchone", ["if raw is None:", "    return None", f"return {scalar_row}"])
+        fn("all", "_fetchall", [f"return {many_rows}"])
+        if self.unique:
+            fn(
+                "one",
+                "_fetchone",
+                [
+                    "if raw is None:",
+                    "    raise _NoResultFound('No row was found when one was required')",
+                    f"return {one_row}",
+                ],
+            )
+            fn("one_or_none", "_fetchone", ["if raw is None:", "    return None", f"return {one_row}"])
+        else:
+            fn(
+                "one",
+                "_fetchall",
+                [
+                    "if len(raw) != 1:",
+                    "    return _cls.one(_self, None, **p)",
+                    "raw = raw[0]",
+                    f"return {one_row}",
+                ],
+            )
+        del fetch_one
+        exec("\n".join(src), ns)
+        for name in ("one", "first", "all", "scalar", "one_or_none"):
+            if name in ns:
+                self.__dict__[name] = ns[name]
+
     def __repr__(self) -> str:
         return f"<PreparedQuery {self.sql!r}>"
 
@@ -498,6 +609,45 @@ def _codegen_binder(plan: list[tuple[str, Any, Any]]) -> Any:
         lines.append("    return (" + ", ".join(outs) + ",)")
     exec("\n".join(lines), ns)
     return ns["_binder"]
+
+
+def _at_most_one_row(statement: Any) -> bool:
+    """True for a SELECT from one table whose WHERE clause (an AND of
+    terms) sets every column of its primary key, or of a unique
+    constraint, equal to a parameter or constant."""
+    from sqlalchemy.sql import operators
+    from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
+    from sqlalchemy.sql.selectable import Select
+
+    if not isinstance(statement, Select):
+        return False
+    froms = statement.get_final_froms()
+    if len(froms) != 1 or not isinstance(froms[0], sa.Table):
+        return False
+    if statement._group_by_clauses or getattr(statement, "_setup_joins", ()):
+        return False
+    table = froms[0]
+    where = statement.whereclause
+    if where is None:
+        return False
+    terms = list(where.clauses) if (
+        isinstance(where, BooleanClauseList) and where.operator is operators.and_
+    ) else [where]
+    fixed = set()
+    for t in terms:
+        if not isinstance(t, BinaryExpression) or t.operator is not operators.eq:
+            continue
+        for col, other in ((t.left, t.right), (t.right, t.left)):
+            if isinstance(col, sa.Column) and col.table is table and isinstance(other, BindParameter):
+                fixed.add(col.key)
+    keys = [set(c.key for c in table.primary_key.columns)]
+    keys += [
+        set(c.key for c in uc.columns)
+        for uc in table.constraints
+        if isinstance(uc, sa.UniqueConstraint)
+    ]
+    keys += [set(c.key for c in ix.columns) for ix in table.indexes if ix.unique]
+    return any(k and k <= fixed for k in keys)
 
 
 def prepare(statement: Any, bind: Any) -> PreparedQuery:
