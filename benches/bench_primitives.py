@@ -14,6 +14,9 @@ writes into honker's ``_honker_live`` (``floor_insert_job_row_tx``). The
 second is the least any client can pay for an enqueue on honker's on-disk
 layout (AUTOINCREMENT and three partial indexes: more pages per commit).
 
+For claim + ack, a third reference is stdlib sqlite3 running the same
+statements in the same transactions by hand (``floor_claim_ack_raw``).
+
 Workloads: enqueue 1 job per transaction; enqueue 100 per transaction (ns
 per job); claim_one + ack on a live queue (backlog < 50) and on a 2,000-job
 backlog; claim_batch + ack_batch at 8/32/128 (ns per job, backlog 8 x n);
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import alkdev_storage
+from alkdev_storage.primitives import _sql
 
 PRAGMAS = [
     "PRAGMA busy_timeout = 5000",
@@ -77,7 +81,7 @@ WRITE_FLOORS = ("floor_insert_tx", "floor_insert_job_row_tx")
 TARGETS: dict[str, tuple[tuple[str, ...], float | None]] = {
     "enqueue_1_per_tx": (WRITE_FLOORS, 1.5),
     "enqueue_100_per_tx": (WRITE_FLOORS, None),
-    "claim_ack_1": (WRITE_FLOORS, 3.0),
+    "claim_ack_1": ((*WRITE_FLOORS, "floor_claim_ack_raw"), 3.0),
     "claim_ack_1_backlog_2000": (WRITE_FLOORS, None),
     "claim_batch_ack_batch_8": (WRITE_FLOORS, None),
     "claim_batch_ack_batch_32": (WRITE_FLOORS, None),
@@ -140,6 +144,28 @@ class Bench:
         t = timed(run, self.n_tx)
         self.raw.execute("DELETE FROM _honker_live WHERE queue = 'bench-raw'")
         return t
+
+    def floor_claim_ack_raw(self) -> float:
+        """claim + ack by hand: stdlib sqlite3 running the same statements
+        (dead-letter step, claim, ack) in the same two transactions."""
+        execute = self.raw.execute
+        dead, claim, ack = _sql.DEAD_LETTER_EXHAUSTED, _sql.claim_sql(1), _sql.ACK
+        self._drain()
+        spent = done = 0
+        while done < self.n_claim:
+            self._seed(50)
+            t0 = time.perf_counter_ns()
+            for _ in range(50):
+                execute("BEGIN IMMEDIATE")
+                execute(dead, ("bench",)).fetchall()
+                job_id = execute(claim, ("bench", "raw", 1, 300)).fetchone()[0]
+                execute("COMMIT")
+                execute("BEGIN IMMEDIATE")
+                execute(ack, (job_id, "raw"))
+                execute("COMMIT")
+            spent += time.perf_counter_ns() - t0
+            done += 50
+        return spent / done
 
     def floor_scan_row(self) -> float:
         execute = self.raw.execute
@@ -345,6 +371,7 @@ def run(quick: bool) -> dict[str, Any]:
     work: dict[str, Callable[[], float]] = {
         "floor_insert_tx": b.floor_insert_tx,
         "floor_insert_job_row_tx": b.floor_insert_job_row_tx,
+        "floor_claim_ack_raw": b.floor_claim_ack_raw,
         "floor_scan_row": b.floor_scan_row,
         "enqueue_1_per_tx": b.enqueue_1_per_tx,
         "enqueue_100_per_tx": b.enqueue_100_per_tx,

@@ -81,7 +81,6 @@ class Requirements(SuiteRequirements):
     def indexes_with_expressions(self):
         return _open()
 
-
     # -- reflection ------------------------------------------------------------
     @property
     def indexes_check_column_order(self):

@@ -28,13 +28,14 @@ except ImportError:  # children do not need pytest
 
 
 if pytest is not None:
-
-    @pytest.fixture
-    def db_path(tmp_path: Path) -> str:
+    # Test modules import these under their function names; pytest knows
+    # them by ``name`` (``db_path``, ``db``).
+    @pytest.fixture(name="db_path")
+    def db_path_fixture(tmp_path: Path) -> str:
         return str(tmp_path / "prim.db")
 
-    @pytest.fixture
-    def db(db_path: str):  # type: ignore[no-untyped-def]
+    @pytest.fixture(name="db")
+    def db_fixture(db_path: str):  # type: ignore[no-untyped-def]
         import alkdev_storage
 
         d = alkdev_storage.open(db_path)
@@ -183,8 +184,15 @@ def role_consumer(path: str, queue: str, worker: str, idle: str, slow: str) -> N
         if n in slow_set and job.attempts == 1:
             time.sleep(2.6)
         ok = job.ack()
-        _emit(n=n, id=job.id, attempts=job.attempts, ok=ok,
-              expires=job.claim_expires_at, at=time.time(), worker=worker)
+        _emit(
+            n=n,
+            id=job.id,
+            attempts=job.attempts,
+            ok=ok,
+            expires=job.claim_expires_at,
+            at=time.time(),
+            worker=worker,
+        )
     db.close()
 
 

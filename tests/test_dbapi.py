@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-import pytest
-
 import alkdev_storage
+import pytest
 from alkdev_storage import dbapi
 
 
@@ -40,7 +39,9 @@ def test_module_globals():
     assert isinstance(dbapi.DateFromTicks(0), dt.date)
     assert isinstance(dbapi.TimeFromTicks(0), dt.time)
     assert isinstance(dbapi.TimestampFromTicks(0), dt.datetime)
-    assert dbapi.STRING == str and dbapi.NUMBER == int and dbapi.BINARY == bytes
+    assert dbapi.STRING == str  # noqa: E721 - PEP 249 type objects compare equal
+    assert dbapi.NUMBER == int  # noqa: E721
+    assert dbapi.BINARY == bytes  # noqa: E721
     for name in (
         "Warning Error InterfaceError DatabaseError DataError OperationalError "
         "IntegrityError InternalError ProgrammingError NotSupportedError"
@@ -82,7 +83,7 @@ def test_connect_accepts_an_open_database_and_never_closes_it(db):
 def test_connect_rejects_bad_input(db_path, tmp_path):
     with pytest.raises(ValueError, match="in-memory"):
         dbapi.connect(":memory:")
-    with pytest.raises(TypeError, match="unexpected keyword|got an unexpected"):
+    with pytest.raises(TypeError, match=r"unexpected keyword|got an unexpected"):
         dbapi.connect(db_path, timeout=3)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="max_readers"):
         dbapi.connect(db_path, max_readers=0)
@@ -218,7 +219,11 @@ def test_failed_statement_writes_nothing_and_frees_the_writer(conn, db_path):
     other = dbapi.connect(db_path)
     done = []
     th = threading.Thread(
-        target=lambda: (other.execute("INSERT INTO t (name) VALUES ('y')"), other.commit(), done.append(1))
+        target=lambda: (
+            other.execute("INSERT INTO t (name) VALUES ('y')"),
+            other.commit(),
+            done.append(1),
+        )
     )
     th.start()
     th.join(10)
@@ -268,13 +273,13 @@ def test_writers_queue_for_the_slot_while_readers_proceed(conn, db_path):
     def writer() -> None:
         c = dbapi.connect(db_path)
         c.execute("INSERT INTO t (name) VALUES ('second')")
-        events.append("second wrote; first committed=%s" % committed.is_set())
+        events.append(f"second wrote; first committed={committed.is_set()}")
         c.commit()
         c.close()
 
     def reader() -> None:
         c = dbapi.connect(db_path)
-        events.append("reader saw %d" % count(c))
+        events.append(f"reader saw {count(c)}")
         c.close()
 
     r = threading.Thread(target=reader)

@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import alkdev_storage
 import pytest
+from alkdev_storage.primitives import Queue
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
-
-import alkdev_storage
-from alkdev_storage.primitives import Queue
 
 DELTAS = [-100, -1, 0, 1, 100]
 SETTINGS = settings(
@@ -57,6 +56,7 @@ def live_row(draw: Any) -> dict[str, Any]:
 def _insert_rows(tx: Any, now: int, rows: list[dict[str, Any]]) -> list[int]:
     ids = []
     for r in rows:
+
         def rel(v: int | None) -> int | None:
             return None if v is None else now + v
 
@@ -65,9 +65,17 @@ def _insert_rows(tx: Any, now: int, rows: list[dict[str, Any]]) -> list[int]:
             "claim_expires_at, attempts, max_attempts, created_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                r["queue"], r["payload"], r["state"], r["priority"], now + r["run_at"],
-                r["worker_id"], rel(r["claim_expires_at"]), r["attempts"],
-                r["max_attempts"], now - 10, rel(r["expires_at"]),
+                r["queue"],
+                r["payload"],
+                r["state"],
+                r["priority"],
+                now + r["run_at"],
+                r["worker_id"],
+                rel(r["claim_expires_at"]),
+                r["attempts"],
+                r["max_attempts"],
+                now - 10,
+                rel(r["expires_at"]),
             ),
         )
         ids.append(res.lastrowid)
@@ -111,21 +119,42 @@ def _pick(ids: list[int], i: int) -> int:
 
 
 queue_op = st.one_of(
-    st.tuples(st.just("claim"), st.sampled_from(["a", "b"]), st.sampled_from(["w1", "w3"]),
-              st.integers(1, 5), st.integers(1, 300)),
+    st.tuples(
+        st.just("claim"),
+        st.sampled_from(["a", "b"]),
+        st.sampled_from(["w1", "w3"]),
+        st.sampled_from([1, 2, 3, 5, 200]),
+        st.integers(1, 300),
+    ),
     st.tuples(st.just("ack"), st.integers(0, 20), st.sampled_from(["w1", "w2"])),
-    st.tuples(st.just("ack_batch"), st.lists(st.integers(0, 20), max_size=5),
-              st.sampled_from(["w1", "w2"])),
-    st.tuples(st.just("retry"), st.integers(0, 20), st.sampled_from(["w1", "w2"]),
-              st.integers(0, 50), st.text(max_size=5)),
-    st.tuples(st.just("fail"), st.integers(0, 20), st.sampled_from(["w1", "w2"]),
-              st.text(max_size=5)),
-    st.tuples(st.just("heartbeat"), st.integers(0, 20), st.sampled_from(["w1", "w2"]),
-              st.integers(1, 500)),
+    st.tuples(
+        st.just("ack_batch"),
+        st.lists(st.integers(0, 20), max_size=5),
+        st.sampled_from(["w1", "w2"]),
+    ),
+    st.tuples(
+        st.just("retry"),
+        st.integers(0, 20),
+        st.sampled_from(["w1", "w2"]),
+        st.integers(0, 50),
+        st.text(max_size=5),
+    ),
+    st.tuples(
+        st.just("fail"), st.integers(0, 20), st.sampled_from(["w1", "w2"]), st.text(max_size=5)
+    ),
+    st.tuples(
+        st.just("heartbeat"), st.integers(0, 20), st.sampled_from(["w1", "w2"]), st.integers(1, 500)
+    ),
     st.tuples(st.just("next_claim_at"), st.sampled_from(["a", "b"])),
-    st.tuples(st.just("enqueue"), st.sampled_from(["a", "b"]), st.sampled_from([None, *DELTAS]),
-              st.sampled_from([None, 0, 5]), st.integers(-1, 3), st.integers(1, 5),
-              st.sampled_from([None, 0, 60])),
+    st.tuples(
+        st.just("enqueue"),
+        st.sampled_from(["a", "b"]),
+        st.sampled_from([None, *DELTAS]),
+        st.sampled_from([None, 0, 5]),
+        st.integers(-1, 3),
+        st.integers(1, 5),
+        st.sampled_from([None, 0, 60]),
+    ),
 )
 
 
@@ -152,7 +181,14 @@ def test_queue_operations_match_honker_functions(mdb, rows, op) -> None:  # type
         def theirs(tx: Any, c: Any) -> Any:
             raw = tx.fetchone("SELECT honker_claim_batch(?, ?, ?, ?)", (name, worker, n, vt))[0]
             return [
-                (r["id"], r["queue"], r["payload"], r["worker_id"], r["attempts"], r["claim_expires_at"])
+                (
+                    r["id"],
+                    r["queue"],
+                    r["payload"],
+                    r["worker_id"],
+                    r["attempts"],
+                    r["claim_expires_at"],
+                )
                 for r in json.loads(raw)
             ]
 
@@ -220,8 +256,13 @@ def test_queue_operations_match_honker_functions(mdb, rows, op) -> None:  # type
 
         def args(c: Any) -> tuple[Any, ...]:
             return (
-                name, '{"x":1}', None if run_at is None else c["now"] + run_at,
-                delay, priority, ma, expires,
+                name,
+                '{"x":1}',
+                None if run_at is None else c["now"] + run_at,
+                delay,
+                priority,
+                ma,
+                expires,
             )
 
         def ours(tx: Any, c: Any) -> Any:
@@ -234,11 +275,21 @@ def test_queue_operations_match_honker_functions(mdb, rows, op) -> None:  # type
 
 
 stream_op = st.one_of(
-    st.tuples(st.just("publish"), st.sampled_from(["s", "t"]), st.sampled_from([None, "k"]),
-              st.integers(0, 9)),
-    st.tuples(st.just("save_offset"), st.sampled_from(["c1", "c2"]), st.sampled_from(["s", "t"]),
-              st.integers(-1, 12)),
-    st.tuples(st.just("get_offset"), st.sampled_from(["c1", "c2", "c3"]), st.sampled_from(["s", "t"])),
+    st.tuples(
+        st.just("publish"),
+        st.sampled_from(["s", "t"]),
+        st.sampled_from([None, "k"]),
+        st.integers(0, 9),
+    ),
+    st.tuples(
+        st.just("save_offset"),
+        st.sampled_from(["c1", "c2"]),
+        st.sampled_from(["s", "t"]),
+        st.integers(-1, 12),
+    ),
+    st.tuples(
+        st.just("get_offset"), st.sampled_from(["c1", "c2", "c3"]), st.sampled_from(["s", "t"])
+    ),
     st.tuples(st.just("notify"), st.sampled_from(["ch", "other"]), st.integers(0, 9)),
 )
 
@@ -248,14 +299,18 @@ stream_op = st.one_of(
     events=st.lists(st.tuples(st.sampled_from(["s", "t"]), st.integers(0, 9)), max_size=6),
     offsets=st.lists(
         st.tuples(st.sampled_from(["c1", "c2"]), st.sampled_from(["s", "t"]), st.integers(0, 8)),
-        max_size=3, unique_by=lambda x: (x[0], x[1]),
+        max_size=3,
+        unique_by=lambda x: (x[0], x[1]),
     ),
     op=stream_op,
 )
 def test_stream_and_notify_match_honker_functions(mdb, events, offsets, op) -> None:  # type: ignore[no-untyped-def]
     def setup(tx: Any, now: int) -> None:
         for topic, p in events:
-            tx.execute("INSERT INTO _honker_stream (topic, key, payload) VALUES (?, NULL, ?)", (topic, str(p)))
+            tx.execute(
+                "INSERT INTO _honker_stream (topic, key, payload) VALUES (?, NULL, ?)",
+                (topic, str(p)),
+            )
         for name, topic, off in offsets:
             tx.execute(
                 "INSERT INTO _honker_stream_consumers (name, topic, offset) VALUES (?, ?, ?)",

@@ -11,11 +11,10 @@ import asyncio
 import json
 import time
 
-import pytest
-from primitives_helpers import db, db_path, honker_extension  # noqa: F401
-
 import alkdev_storage
+import pytest
 from alkdev_storage.primitives import LockHeld
+from primitives_helpers import db_fixture, db_path_fixture, honker_extension  # noqa: F401 - fixtures
 
 apsw = pytest.importorskip("apsw")
 
@@ -44,11 +43,18 @@ def test_extension_writes_are_seen_by_this_api(db, db_path, ext_path) -> None:  
     ext = connect(db_path, ext_path)
     listener = db.listen("ext-channel")
     with ext:  # one transaction in the extension's connection
-        jid = one(ext, "SELECT honker_enqueue('ext-q', ?, NULL, NULL, 5, 4, NULL)", (json.dumps({"from": "ext"}),))
+        jid = one(
+            ext,
+            "SELECT honker_enqueue('ext-q', ?, NULL, NULL, 5, 4, NULL)",
+            (json.dumps({"from": "ext"}),),
+        )
         off = one(ext, "SELECT honker_stream_publish('ext-s', 'k', ?)", (json.dumps([1, 2]),))
         nid = one(ext, "SELECT notify('ext-channel', ?)", (json.dumps("hello"),))
         one(ext, "SELECT honker_result_save(?, ?, 0)", (jid, json.dumps({"r": 1})))
-        one(ext, "SELECT honker_scheduler_register('ext-sched', 'ext-q', '0 * * * *', '{}', 0, NULL)")
+        one(
+            ext,
+            "SELECT honker_scheduler_register('ext-sched', 'ext-q', '0 * * * *', '{}', 0, NULL)",
+        )
         one(ext, "SELECT honker_lock_acquire('ext-lock', 'ext-owner', 60)")
         one(ext, "SELECT honker_stream_save_offset('ext-consumer', 'ext-s', ?)", (off,))
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from primitives_helpers import db, db_path  # noqa: F401
-
 from alkdev_storage.primitives import LeadershipLost, Lock, LockHeld
+from primitives_helpers import db_fixture, db_path_fixture  # noqa: F401 - fixtures
 
 
 def test_lock_context_manager_and_lock_held(db) -> None:  # type: ignore[no-untyped-def]
@@ -38,7 +37,9 @@ def test_renew_and_leadership_lost(db) -> None:  # type: ignore[no-untyped-def]
     with lk:
         lk.renew()
         lk.renew(ttl=120)
-        exp = db.fetchone("SELECT expires_at - unixepoch() FROM _honker_locks WHERE name = 'leader'")[0]
+        exp = db.fetchone(
+            "SELECT expires_at - unixepoch() FROM _honker_locks WHERE name = 'leader'"
+        )[0]
         assert 118 <= exp <= 120
         # The lock expires and another owner takes it.
         db.execute("UPDATE _honker_locks SET expires_at = unixepoch() - 1 WHERE name = 'leader'")

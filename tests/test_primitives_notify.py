@@ -6,15 +6,15 @@ import asyncio
 import threading
 import time
 
-import pytest
-from primitives_helpers import db, db_path, finish, spawn  # noqa: F401
-
 import alkdev_storage
+import pytest
 from alkdev_storage.primitives import Listener, Notification
+from primitives_helpers import db_fixture, db_path_fixture, finish, spawn  # noqa: F401 - fixtures
 
 
 def count_notifications(db, channel):  # type: ignore[no-untyped-def]
-    return db.fetchone("SELECT COUNT(*) FROM _honker_notifications WHERE channel = ?", (channel,))[0]
+    sql = "SELECT COUNT(*) FROM _honker_notifications WHERE channel = ?"
+    return db.fetchone(sql, (channel,))[0]
 
 
 def test_notify_returns_id_and_listener_sees_only_new(db) -> None:  # type: ignore[no-untyped-def]
@@ -225,7 +225,9 @@ def test_prune_notifications(db) -> None:  # type: ignore[no-untyped-def]
     assert left == ids[-3:]
     assert db.prune_notifications(max_keep=100) == 0
     assert db.prune_notifications(older_than_s=3600) == 0
-    db.execute("UPDATE _honker_notifications SET created_at = created_at - 7200 WHERE id = ?", (ids[-3],))
+    db.execute(
+        "UPDATE _honker_notifications SET created_at = created_at - 7200 WHERE id = ?", (ids[-3],)
+    )
     assert db.prune_notifications(older_than_s=3600) == 1
     assert db.prune_notifications(older_than_s=0, max_keep=0) == 2
 

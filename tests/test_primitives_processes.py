@@ -6,9 +6,9 @@ from __future__ import annotations
 import collections
 import time
 
-from primitives_helpers import (  # noqa: F401
-    db,
-    db_path,
+from primitives_helpers import (  # noqa: F401 - fixtures
+    db_fixture,
+    db_path_fixture,
     dead_rows,
     finish,
     kill9,

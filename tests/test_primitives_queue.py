@@ -9,9 +9,8 @@ import threading
 import time
 
 import pytest
-from primitives_helpers import db, db_path, dead_rows, live_count  # noqa: F401
-
 from alkdev_storage.primitives import ClaimIterator, Job, Queue
+from primitives_helpers import db_fixture, db_path_fixture, dead_rows, live_count  # noqa: F401 - fixtures
 
 
 def test_enqueue_claim_ack(db) -> None:  # type: ignore[no-untyped-def]
@@ -286,7 +285,9 @@ def test_stale_buffered_claim_is_never_yielded(db) -> None:  # type: ignore[no-u
     next(it)
     next(it)
     assert it.buffered
-    db.execute("UPDATE _honker_live SET claim_expires_at = unixepoch() - 2 WHERE state = 'processing'")
+    db.execute(
+        "UPDATE _honker_live SET claim_expires_at = unixepoch() - 2 WHERE state = 'processing'"
+    )
     for job in it._buf:
         job.claim_expires_at -= 5
     stale_ids = [j.id for j in it._buf]
@@ -319,3 +320,42 @@ def test_close_database_ends_claim_iterators(db_path) -> None:  # type: ignore[n
 
 async def _collect(it):  # type: ignore[no-untyped-def]
     return [j async for j in it]
+
+
+def test_rolled_back_transaction_writes_nothing_anywhere(db) -> None:  # type: ignore[no-untyped-def]
+    """A business row, a job, a stream event and a notification written in
+    one transaction: all or nothing, including inside a savepoint."""
+    db.executescript("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)")
+    q, s = db.queue("outbox-q"), db.stream("outbox-s")
+    listener = db.listen("orders")
+    events = s.subscribe(from_offset=0)
+    jobs = q.claim("w")
+
+    def write_all(tx, item):  # type: ignore[no-untyped-def]
+        tx.execute("INSERT INTO orders (item) VALUES (?)", (item,))
+        q.enqueue({"item": item}, tx=tx)
+        s.publish({"item": item}, tx=tx)
+        tx.notify("orders", {"item": item})
+
+    with pytest.raises(RuntimeError):
+        with db.transaction() as tx:
+            write_all(tx, "lost")
+            raise RuntimeError("abort")
+    with db.transaction() as tx:
+        with pytest.raises(ValueError):
+            with tx.savepoint():
+                write_all(tx, "lost-in-savepoint")
+                raise ValueError("inner abort")
+        write_all(tx, "kept")
+
+    async def main() -> None:
+        assert (await listener.aget(1)).payload == {"item": "kept"}
+        assert (await events.aget(1)).payload == {"item": "kept"}
+        assert (await jobs.aget(1)).payload == {"item": "kept"}
+        assert await listener.aget(0.05) is None
+        assert await events.aget(0) is None
+        assert await jobs.aget(0) is None
+
+    asyncio.run(main())
+    assert db.fetchall("SELECT item FROM orders") == [("kept",)]
+    jobs.close()

@@ -10,8 +10,6 @@ import time
 from datetime import datetime
 
 import pytest
-from primitives_helpers import db, db_path  # noqa: F401
-
 from alkdev_storage.primitives import (
     CronSchedule,
     LeadershipLost,
@@ -20,6 +18,7 @@ from alkdev_storage.primitives import (
     crontab,
     every_s,
 )
+from primitives_helpers import db_fixture, db_path_fixture  # noqa: F401 - fixtures
 
 
 def test_expressions() -> None:
@@ -44,7 +43,13 @@ def test_expressions() -> None:
 def test_add_list_pause_resume_update_remove(db) -> None:  # type: ignore[no-untyped-def]
     sched = db.scheduler()
     assert isinstance(sched, Scheduler) and sched.lock_name == "honker-scheduler"
-    sched.add(name="nightly", queue="backups", schedule=crontab("0 3 * * *"), payload={"t": "s3"}, expires=3600)
+    sched.add(
+        name="nightly",
+        queue="backups",
+        schedule=crontab("0 3 * * *"),
+        payload={"t": "s3"},
+        expires=3600,
+    )
     sched.add("fast", queue="health", schedule="@every 1s", payload={"kind": "tick"})
     sched.add("secs", "health", cron="*/5 * * * * *", priority=2, max_attempts=7)
     rows = {r["name"]: r for r in sched.list()}
@@ -110,7 +115,10 @@ def test_run_async_fires_and_releases_lock(db) -> None:  # type: ignore[no-untyp
         stop = asyncio.Event()
         runner = asyncio.create_task(sched.run(stop))
         await asyncio.sleep(2.2)
-        assert db.fetchone("SELECT COUNT(*) FROM _honker_locks WHERE name = 'honker-scheduler'")[0] == 1
+        assert (
+            db.fetchone("SELECT COUNT(*) FROM _honker_locks WHERE name = 'honker-scheduler'")[0]
+            == 1
+        )
         stop.set()
         await asyncio.wait_for(runner, 5)
 

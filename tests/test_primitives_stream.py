@@ -8,9 +8,8 @@ import threading
 import time
 
 import pytest
-from primitives_helpers import db, db_path  # noqa: F401
-
 from alkdev_storage.primitives import Event, Stream, StreamSubscription
+from primitives_helpers import db_fixture, db_path_fixture  # noqa: F401 - fixtures
 
 
 def test_publish_returns_offsets_and_replay(db) -> None:  # type: ignore[no-untyped-def]

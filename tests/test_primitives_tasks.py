@@ -7,8 +7,6 @@ import json
 import threading
 
 import pytest
-from primitives_helpers import db, db_path, dead_rows, live_count  # noqa: F401
-
 from alkdev_storage.primitives import (
     Outbox,
     Retryable,
@@ -18,6 +16,7 @@ from alkdev_storage.primitives import (
     run_task_blocking,
     run_workers,
 )
+from primitives_helpers import db_fixture, db_path_fixture, dead_rows, live_count  # noqa: F401 - fixtures
 
 
 @pytest.fixture(autouse=True)
@@ -40,11 +39,15 @@ def test_task_enqueues_envelope_and_worker_runs_it(db) -> None:  # type: ignore[
     r = add(2, b=3)
     assert isinstance(r, TaskResult) and isinstance(r.id, int)
     raw = q.get_job(r.id)["payload"]
-    assert json.loads(raw) == {"__honker_task__": {"task": add.name, "args": [2], "kwargs": {"b": 3}}}
+    assert json.loads(raw) == {
+        "__honker_task__": {"task": add.name, "args": [2], "kwargs": {"b": 3}}
+    }
 
     async def main() -> None:
         stop = asyncio.Event()
-        workers = asyncio.create_task(run_workers(db, queue="tasks", concurrency=2, stop_event=stop))
+        workers = asyncio.create_task(
+            run_workers(db, queue="tasks", concurrency=2, stop_event=stop)
+        )
         assert await r.aget(timeout=10) == 5
         r2 = add(10)
         assert await r2.aget(timeout=10) == 10

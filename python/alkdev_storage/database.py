@@ -37,7 +37,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from alkdev_storage import _native
 from alkdev_storage.primitives import _sql, _wake
@@ -66,7 +66,6 @@ CREATE VIEW IF NOT EXISTS _honker_jobs AS
 """
 
 
-
 class Database(_native.Database):
     """An open honker database file.
 
@@ -92,7 +91,7 @@ class Database(_native.Database):
         max_readers: int = 8,
         watcher_poll_interval_ms: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[call-arg]  # the native __new__ took the arguments
         self._stmts: dict[str, _native.Statement] = {}
         self._queues: dict[str, Queue] = {}
         self._streams: dict[str, Stream] = {}
@@ -144,7 +143,7 @@ class Database(_native.Database):
         if hub is not None:
             hub.stop(join=True)
 
-    def __exit__(self, *args: object) -> bool:
+    def __exit__(self, *args: object) -> Literal[False]:
         self.close()
         return False
 
@@ -155,12 +154,13 @@ class Database(_native.Database):
 
     # -- notify / listen -----------------------------------------------
 
-    def notify(self, channel: str, payload: Any) -> int:  # type: ignore[override]
+    def notify(self, channel: str, payload: Any) -> int:
         """Insert a notification on ``channel`` in its own transaction
         (use ``tx.notify`` inside a transaction). Returns its id."""
         check_name(channel, "channel")
         row = self.fetchone(self._stmt(_sql.NOTIFY), (channel, encode(payload)))
-        return row[0]  # type: ignore[no-any-return]
+        assert row is not None
+        return int(row[0])
 
     def listen(
         self,
@@ -200,7 +200,7 @@ class Database(_native.Database):
         if not conditions:
             return 0
         sql = "DELETE FROM _honker_notifications WHERE " + " OR ".join(conditions)
-        return self.execute(sql, params).changes  # type: ignore[no-any-return]
+        return self.execute(sql, params).changes
 
     # -- rate limits ---------------------------------------------------
 
@@ -218,7 +218,8 @@ class Database(_native.Database):
     def sweep_rate_limits(self, older_than_s: int = 3600) -> int:
         """Delete rate-limit windows older than ``older_than_s`` seconds."""
         row = self._w(
-            self._stmt("SELECT honker_rate_limit_sweep(?1)"), (as_int(older_than_s, "older_than_s"),)
+            self._stmt("SELECT honker_rate_limit_sweep(?1)"),
+            (as_int(older_than_s, "older_than_s"),),
         )
         return row[0]  # type: ignore[no-any-return]
 
@@ -233,7 +234,9 @@ class Database(_native.Database):
     def queue(self, name: str, visibility_timeout_s: int = 300, max_attempts: int = 3) -> Queue:
         q = self._queues.get(name)
         if q is None:
-            q = Queue(self, name, visibility_timeout_s=visibility_timeout_s, max_attempts=max_attempts)
+            q = Queue(
+                self, name, visibility_timeout_s=visibility_timeout_s, max_attempts=max_attempts
+            )
             q = self._queues.setdefault(name, q)
         return q
 
@@ -303,7 +306,7 @@ class Database(_native.Database):
         return run_workers_blocking(self, queue=queue, stop_event=stop_event, timeout=timeout)
 
 
-def open(  # noqa: A001 - the honker-compatible name
+def open(
     path: str | os.PathLike[str],
     *,
     max_readers: int = 8,

@@ -54,16 +54,24 @@ the driver clears the cache (``SELECT *`` column lists change).
 ``datetime`` parameters (the PEP 249 constructors) are stored as ISO-8601
 text, as the stdlib ``sqlite3`` module's default adapters did.
 
-Known limits of this version (they need native support, see the README)
------------------------------------------------------------------------
+Schema changes and connection-level statements
+-----------------------------------------------
 
-* ``ATTACH`` and ``TEMP`` objects exist only on the writer connection.
-  Once a Database has any, reads outside a transaction run on the writer
-  (in a short transaction) so that they see them; per-connection
-  ``PRAGMA`` settings likewise apply to the writer only.
-* Inside a transaction that has run DDL, statements are compiled on the
-  writer by SQL text; ``description`` then comes from the first row's
-  column names (or, for an empty result, ``column1``... names).
+* After DDL commits through the driver, the open readers are made to load
+  the new schema at once (each takes a short snapshot), and the statement
+  cache is cleared. Inside a transaction that has run DDL, statements are
+  compiled on the writer by SQL text (the readers cannot see the new
+  schema); ``description`` then comes from the first row's column names
+  (or, for an empty result, ``column1``... names).
+* ``PRAGMA`` queries run by SQL text: in the open transaction or snapshot,
+  else in a short read snapshot (a compiled PRAGMA keeps the schema it was
+  compiled against). ``PRAGMA x = y``, ``VACUUM``, ``ATTACH`` and
+  ``DETACH`` run on the writer outside any transaction: connection settings
+  apply to the writer only (writes are where they matter).
+* ``ATTACH`` and ``TEMP`` objects exist only on the writer connection
+  (shared by every driver connection to the file). Once a Database has
+  any, reads outside a transaction run on the writer, in a short
+  transaction, so that they see them.
 """
 
 from __future__ import annotations
@@ -144,15 +152,15 @@ Time = _dt.time
 Timestamp = _dt.datetime
 
 
-def DateFromTicks(ticks: float) -> _dt.date:  # noqa: N802 - PEP 249 name
+def DateFromTicks(ticks: float) -> _dt.date:
     return Date(*_time.localtime(ticks)[:3])
 
 
-def TimeFromTicks(ticks: float) -> _dt.time:  # noqa: N802 - PEP 249 name
+def TimeFromTicks(ticks: float) -> _dt.time:
     return Time(*_time.localtime(ticks)[3:6])
 
 
-def TimestampFromTicks(ticks: float) -> _dt.datetime:  # noqa: N802 - PEP 249 name
+def TimestampFromTicks(ticks: float) -> _dt.datetime:
     return Timestamp(*_time.localtime(ticks)[:6])
 
 
@@ -200,6 +208,10 @@ _F_ATTACH = 8
 _F_DETACH = 16
 _F_TEMP = 32
 _F_ASSIGN = 64  # PRAGMA x = y
+_F_TEXT = 128  # no Statement: run by SQL text
+_F_SLOW = _F_ROWS | _F_DDL | _F_TEMP | _F_TEXT
+_EMPTY: tuple[Any, ...] = ()
+_new = object.__new__
 
 _LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*([A-Za-z]*)", re.S)
 _DML = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
@@ -211,9 +223,20 @@ _WRITING_FUNCS = re.compile(r"\b(?:notify|honker_[a-z_]+)\s*\(", re.I)
 _TEMP = re.compile(r"^\s*CREATE\s+(?:TEMP|TEMPORARY)\b|\btemp\s*\.|\"temp\"\s*\.", re.I)
 _NAME = r"(?:\"(?:[^\"]|\"\")+\"|\[[^\]]+\]|`(?:[^`]|``)+`|'(?:[^']|'')+'|[^\s;]+)"
 _CTRL_RE = [
-    (re.compile(r"BEGIN(?:\s+(?:DEFERRED|IMMEDIATE|EXCLUSIVE))?(?:\s+TRANSACTION(?:\s+" + _NAME + r")?)?", re.I), "begin"),
+    (
+        re.compile(
+            r"BEGIN(?:\s+(?:DEFERRED|IMMEDIATE|EXCLUSIVE))?(?:\s+TRANSACTION(?:\s+"
+            + _NAME
+            + r")?)?",
+            re.I,
+        ),
+        "begin",
+    ),
     (re.compile(r"(?:COMMIT|END)(?:\s+TRANSACTION(?:\s+" + _NAME + r")?)?", re.I), "commit"),
-    (re.compile(r"ROLLBACK(?:\s+TRANSACTION)?\s+TO(?:\s+SAVEPOINT)?\s+(" + _NAME + ")", re.I), "rollback_to"),
+    (
+        re.compile(r"ROLLBACK(?:\s+TRANSACTION)?\s+TO(?:\s+SAVEPOINT)?\s+(" + _NAME + ")", re.I),
+        "rollback_to",
+    ),
     (re.compile(r"ROLLBACK(?:\s+TRANSACTION(?:\s+" + _NAME + r")?)?", re.I), "rollback"),
     (re.compile(r"SAVEPOINT\s+(" + _NAME + ")", re.I), "savepoint"),
     (re.compile(r"RELEASE(?:\s+SAVEPOINT)?\s+(" + _NAME + ")", re.I), "release"),
@@ -360,9 +383,6 @@ def _key_for(path: str) -> str:
     return os.path.realpath(os.path.abspath(path))
 
 
-_OPTIONS = ("max_readers", "autocommit", "readonly", "watcher_poll_interval_ms")
-
-
 def connect(
     database: str | os.PathLike[str] | _native.Database,
     *,
@@ -456,7 +476,7 @@ def _release(shared: _Shared) -> None:
 def shared_database(path: str | os.PathLike[str]) -> _native.Database | None:
     """The Database that driver connections to ``path`` share, if one is open."""
     with _registry_lock:
-        s = _registry.get(_key_for(os.fspath(path)))  # type: ignore[arg-type]
+        s = _registry.get(_key_for(os.fsdecode(path)))
         return None if s is None or s.db.closed else s.db
 
 
@@ -558,7 +578,9 @@ class Connection:
         self._check()
         value = bool(value)
         if value != self._readonly and self.in_transaction:
-            raise ProgrammingError("readonly cannot change inside a transaction; commit or roll back first")
+            raise ProgrammingError(
+                "readonly cannot change inside a transaction; commit or roll back first"
+            )
         self._readonly = value
 
     def write_transaction(self) -> _native.Transaction:
@@ -681,8 +703,11 @@ class Connection:
             self.rollback()
 
     def cursor(self) -> Cursor:
-        self._check()
-        return Cursor(self)
+        if self._db is None:
+            self._check()
+        cur: Cursor = _new(Cursor)  # skips __init__: one attribute to set
+        cur._conn = self
+        return cur
 
     # sqlite3-style shortcuts
     def execute(self, sql: str, parameters: Any = None) -> Cursor:
@@ -792,15 +817,15 @@ class Connection:
         if kw in ("SELECT", "WITH", "VALUES", "EXPLAIN") or re.search(r"\bRETURNING\b", sql, re.I):
             flags |= _F_ROWS
         # Not cached: valid only inside this transaction.
-        return (_K_WRITE, sql, None, flags)
+        return (_K_WRITE, sql, None, flags | _F_TEXT)
 
     @staticmethod
     def _text_entry(sql: str, kw: str, flags: int) -> tuple[Any, ...]:
         if kw in ("SELECT", "WITH", "VALUES", "EXPLAIN") or re.search(r"\bRETURNING\b", sql, re.I):
             flags |= _F_ROWS
         if flags & (_F_DDL | _F_DML) or _WRITING_FUNCS.search(sql) or not flags & _F_ROWS:
-            return (_K_WRITE, sql, None, flags)
-        return (_K_READ_W, sql, None, flags)
+            return (_K_WRITE, sql, None, flags | _F_TEXT)
+        return (_K_READ_W, sql, None, flags | _F_TEXT)
 
     def _cache(self, sql: str, entry: tuple[Any, ...]) -> None:
         stmts = self._shared.stmts
@@ -918,26 +943,17 @@ class Cursor:
     """A DB-API cursor. Results are read completely by the execute call
     (one native call); fetch methods then slice the list of tuples."""
 
-    __slots__ = (
-        "_closed",
-        "_conn",
-        "_pos",
-        "_rows",
-        "arraysize",
-        "description",
-        "lastrowid",
-        "rowcount",
-    )
+    # Class-level defaults: creating a cursor sets one attribute.
+    _closed = False
+    _rows: Sequence[tuple[Any, ...]] = ()
+    _pos = 0
+    description: tuple[tuple[Any, ...], ...] | None = None
+    rowcount = -1
+    lastrowid: int | None = None
+    arraysize = 1
 
     def __init__(self, connection: Connection) -> None:
         self._conn = connection
-        self._closed = False
-        self._rows: list[tuple[Any, ...]] = []
-        self._pos = 0
-        self.description: tuple[tuple[Any, ...], ...] | None = None
-        self.rowcount = -1
-        self.lastrowid: int | None = None
-        self.arraysize = 1
 
     @property
     def connection(self) -> Connection:
@@ -945,7 +961,7 @@ class Cursor:
 
     def close(self) -> None:
         self._closed = True
-        self._rows = []
+        self._rows = _EMPTY
         self.description = None
 
     def _fail_closed(self) -> None:
@@ -977,19 +993,31 @@ class Cursor:
                     raise _bind_error(e) from None
                 return self.execute(operation, _adapt(parameters))
             if rows and len(rows[0]) != len(desc):
-                desc = self._refresh(operation)
+                desc = self._refresh(operation, len(rows[0]))
             self._rows = rows
             self._pos = 0
             self.description = desc
             self.rowcount = -1
             return self
         if kind == _K_WRITE:
+            tx = conn._tx
+            if tx is not None and not flags & _F_SLOW:
+                # The hot write: a compiled DML statement inside the transaction.
+                try:
+                    r = tx.execute(stmt, parameters)
+                except TypeError:
+                    return self._write(operation, stmt, desc, flags, parameters)
+                self._rows = _EMPTY
+                self.description = None
+                self.rowcount = r.changes if flags & _F_DML else -1
+                self.lastrowid = r.lastrowid
+                return self
             return self._write(operation, stmt, desc, flags, parameters)
         if kind == _K_CONTROL:
             if parameters:
                 raise ProgrammingError("transaction-control statements take no parameters")
             conn._control(stmt, flags)
-            self._rows = []
+            self._rows = _EMPTY
             self._pos = 0
             self.description = None
             self.rowcount = -1
@@ -998,16 +1026,24 @@ class Cursor:
             return self._read_writer(stmt, desc, parameters, operation)
         return self._special(operation, stmt, desc, flags, parameters)
 
-    def _refresh(self, operation: str) -> Any:
-        # The schema changed under a cached Statement (SELECT * after DDL
-        # elsewhere): recompile once.
+    def _refresh(self, operation: str, ncols: int) -> Any:
+        """The rows do not match the cached description: the schema changed
+        under a cached Statement (``SELECT *`` after DDL by another process).
+        Recompile once; positional names if that does not help."""
         self._conn._shared.stmts.pop(operation, None)
-        entry = self._conn._compile(operation)
-        return entry[2]
+        try:
+            desc = self._conn._compile(operation)[2]
+        except Error:
+            desc = None
+        if desc is None or len(desc) != ncols:
+            desc = _description(tuple(f"column{i + 1}" for i in range(ncols)))
+        return desc
 
-    def _set_rows(self, rows: list[tuple[Any, ...]], desc: Any) -> None:
+    def _set_rows(self, rows: Sequence[tuple[Any, ...]], desc: Any) -> None:
         if desc is None:
-            desc = _description(tuple(f"column{i + 1}" for i in range(len(rows[0])))) if rows else None
+            desc = (
+                _description(tuple(f"column{i + 1}" for i in range(len(rows[0])))) if rows else None
+            )
         self._rows = rows
         self._pos = 0
         self.description = desc
@@ -1037,7 +1073,7 @@ class Cursor:
                 raise _bind_error(e) from None
             return self._read_writer(stmt, desc, _adapt(parameters), operation)
         if rows and desc is not None and len(rows[0]) != len(desc):
-            desc = self._refresh(operation)
+            desc = self._refresh(operation, len(rows[0]))
         self._rows = rows
         self._pos = 0
         self.description = desc
@@ -1048,6 +1084,7 @@ class Cursor:
         conn = self._conn
         tx = conn._tx
         began = False
+        target: Any
         if tx is None:
             if conn._readonly:
                 target = conn._snapshot()
@@ -1064,14 +1101,14 @@ class Cursor:
             elif flags & _F_ROWS:
                 rows = target.fetchall(stmt, parameters)
                 if rows and len(rows[0]) != len(desc):
-                    desc = self._refresh(operation)
+                    desc = self._refresh(operation, len(rows[0]))
                 self._rows = rows
                 self._pos = 0
                 self.description = desc
                 self.rowcount = len(rows) if flags & _F_DML else -1
             else:
                 r = target.execute(stmt, parameters)
-                self._rows = []
+                self._rows = _EMPTY
                 self._pos = 0
                 self.description = None
                 self.rowcount = r.changes if flags & _F_DML else -1
@@ -1146,18 +1183,18 @@ class Cursor:
                 self._set_rows(t.fetchall(operation, parameters), desc)
             else:
                 t.execute(operation, parameters)
-                self._set_rows([], None)
+                self._set_rows(_EMPTY, None)
         elif flags & (_F_ATTACH | _F_DETACH):
             if flags & _F_ATTACH:
                 m = _ATTACH_RE.match(operation.strip())
                 if m and conn._shared.attached.get(_unquote(m.group(2))) == m.group(1):
                     # Already attached on the shared writer.
-                    self._set_rows([], None)
+                    self._set_rows(_EMPTY, None)
                     self.rowcount = -1
                     return self
             db.execute(operation, parameters)  # type: ignore[union-attr]  # SQL text: the writer
             conn._after_special(flags, operation)
-            self._set_rows([], None)
+            self._set_rows(_EMPTY, None)
         elif flags & _F_ASSIGN or (stmt is not None and not flags & _F_ROWS):
             # Settings and VACUUM: on the writer, outside any transaction.
             if flags & _F_ROWS and not stmt.readonly:
@@ -1192,9 +1229,11 @@ class Cursor:
         entry = None if conn._tx_ddl else conn._shared.stmts.get(operation)
         if entry is None:
             entry = conn._compile(operation)
-        kind, stmt, desc, flags = entry
+        kind, stmt, _desc, flags = entry
         if kind != _K_WRITE or flags & _F_ROWS:
-            raise ProgrammingError("executemany() can only execute DML statements without RETURNING")
+            raise ProgrammingError(
+                "executemany() can only execute DML statements without RETURNING"
+            )
         if not isinstance(seq_of_parameters, (list, tuple)):
             seq_of_parameters = list(seq_of_parameters)
         tx = conn._tx
@@ -1202,7 +1241,9 @@ class Cursor:
         if tx is None:
             if conn._readonly:
                 target: Any = conn._snapshot()
-                raise OperationalError("attempt to write a readonly database (read-only connection)")
+                raise OperationalError(
+                    "attempt to write a readonly database (read-only connection)"
+                )
             elif conn._autocommit:
                 target = conn._db
             else:
@@ -1222,7 +1263,7 @@ class Cursor:
             if began:
                 conn._end(False)
             raise
-        self._rows = []
+        self._rows = _EMPTY
         self._pos = 0
         self.description = None
         self.rowcount = r.changes if flags & _F_DML else -1
@@ -1250,17 +1291,21 @@ class Cursor:
             size = self.arraysize
         pos = self._pos
         out = self._rows[pos : pos + size]
+        if not out:
+            return []
         self._pos = pos + len(out)
-        return out
+        return list(out)
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         if self._closed:
             self._fail_closed()
         pos = self._pos
         rows = self._rows
-        self._rows = []
+        self._rows = _EMPTY
         self._pos = 0
-        return rows if pos == 0 else rows[pos:]
+        if not rows:
+            return []
+        return rows if pos == 0 else list(rows[pos:])  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return self

@@ -30,6 +30,7 @@ __all__ = [
     "ACK",
     "ACK_MANY",
     "CLAIM",
+    "CLAIM_LITERAL_MAX",
     "DEAD_LETTER_EXHAUSTED",
     "DELETE_JOB",
     "ENQUEUE",
@@ -43,6 +44,8 @@ __all__ = [
     "STREAM_GET_OFFSET",
     "STREAM_PUBLISH",
     "STREAM_SAVE_OFFSET",
+    "UNCLAIM",
+    "claim_sql",
 ]
 
 # The row a claim may take: pending and due, or processing with an expired
@@ -88,16 +91,38 @@ CLAIM = (
     "RETURNING id, queue, payload, worker_id, attempts, claim_expires_at"
 )
 
+# Up to this batch size, claims use a statement with the batch size as a
+# literal LIMIT: SQLite 3.53 plans ``LIMIT ?`` on this query several times
+# slower (about 10 µs instead of 1.5 µs for the inner SELECT).
+CLAIM_LITERAL_MAX = 128
+
+
+def claim_sql(n: int) -> str:
+    """CLAIM for batches of ``n`` (``?3`` is then ignored but still bound)."""
+    if 0 < n <= CLAIM_LITERAL_MAX:
+        return CLAIM.replace("LIMIT ?3)", f"LIMIT {int(n)})")
+    return CLAIM
+
+
 # ?1 id ?2 worker: only while the claim is still valid
 ACK = (
-    "DELETE FROM _honker_live "
-    "WHERE id = ?1 AND worker_id = ?2 AND claim_expires_at >= unixepoch()"
+    "DELETE FROM _honker_live WHERE id = ?1 AND worker_id = ?2 AND claim_expires_at >= unixepoch()"
 )
 
 # ?1 JSON array of ids ?2 worker
 ACK_MANY = (
     "DELETE FROM _honker_live WHERE id IN (SELECT value FROM json_each(?1)) "
     "AND worker_id = ?2 AND claim_expires_at >= unixepoch()"
+)
+
+# Not a honker function: the inverse of a claim, for jobs claim() claimed
+# under the hood and never handed out (the attempt is given back).
+# ?1 JSON array of ids ?2 worker
+UNCLAIM = (
+    "UPDATE _honker_live SET state = 'pending', worker_id = NULL, "
+    "claim_expires_at = NULL, attempts = max(attempts - 1, 0) "
+    "WHERE id IN (SELECT value FROM json_each(?1)) AND worker_id = ?2 "
+    "AND state = 'processing' AND claim_expires_at >= unixepoch()"
 )
 
 # ?1 id ?2 worker: our valid claim, with what a dead row needs
@@ -155,9 +180,7 @@ STREAM_SAVE_OFFSET = (
     "WHERE excluded.offset > _honker_stream_consumers.offset"
 )
 
-STREAM_GET_OFFSET = (
-    "SELECT offset FROM _honker_stream_consumers WHERE name = ?1 AND topic = ?2"
-)
+STREAM_GET_OFFSET = "SELECT offset FROM _honker_stream_consumers WHERE name = ?1 AND topic = ?2"
 
 # ?1 channel ?2 payload (what honker-core's notify() inserts)
 NOTIFY = "INSERT INTO _honker_notifications (channel, payload) VALUES (?1, ?2) RETURNING id"

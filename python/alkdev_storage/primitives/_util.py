@@ -57,9 +57,7 @@ def check_tx(tx: Any) -> Any:
     """A transaction argument: anything with ``fetchone`` (the native
     Transaction, or the honker handle of a SQLAlchemy transaction)."""
     if not hasattr(tx, "fetchone"):
-        raise TypeError(
-            f"tx must be a transaction from db.transaction(), not {type(tx).__name__}"
-        )
+        raise TypeError(f"tx must be a transaction from db.transaction(), not {type(tx).__name__}")
     return tx
 
 

@@ -13,6 +13,9 @@ Decisions
 * Blocking iteration: each blocking iterator owns an ``UpdateSubscription``
   (a channel on the same shared watcher, no thread of its own) and waits on
   it with the GIL released.
+* Nothing starts until something has to wait: an iterator that finds items
+  (a replay, a backlog) never subscribes; the first time it finds nothing it
+  subscribes (or starts the bridge) and reads once more before sleeping.
 * No lost wake-ups: a waiter takes its wake token (generation, or its own
   subscription) *before* it reads the database, and sleeps only if no tick
   arrived since. Ticks coalesce; every wake re-reads state.
@@ -30,7 +33,7 @@ import asyncio
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, Literal
 
 from alkdev_storage import _native
 
@@ -42,7 +45,7 @@ END: Any = object()  # the iterator ended (closed, or the Database closed)
 IDLE: Any = object()  # the caller's timeout passed without an item
 
 
-def _resolve(fut: asyncio.Future[None]) -> None:
+def resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
 
@@ -59,8 +62,8 @@ class WakeHub:
     __slots__ = (
         "__weakref__",
         "_db_ref",
-        "_error",
         "_ended",
+        "_error",
         "_gen",
         "_lock",
         "_path",
@@ -93,6 +96,11 @@ class WakeHub:
     def raise_if_failed(self) -> None:
         if self._error is not None:
             raise _native.InterfaceError(self._error)
+
+    @property
+    def started(self) -> bool:
+        """True once the bridge has subscribed (first ``token()``)."""
+        return self._sub is not None
 
     @property
     def running(self) -> bool:
@@ -133,7 +141,7 @@ class WakeHub:
             while True:
                 if sub.wait(None):  # blocks with the GIL released
                     self._fire()
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             failure = e
         finally:
             db = self._db_ref()
@@ -148,7 +156,7 @@ class WakeHub:
             self._fire()
             try:
                 sub.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
     def _fire(self) -> None:
@@ -178,7 +186,7 @@ class WakeHub:
             if futs is None:
                 futs = self._waiters[loop] = set()
             futs.add(fut)
-        handle = loop.call_later(max(0.0, timeout), _resolve, fut) if timeout is not None else None
+        handle = loop.call_later(max(0.0, timeout), resolve, fut) if timeout is not None else None
         if owner is not None:
             owner._fut = fut
         try:
@@ -206,7 +214,7 @@ class WakeHub:
         if sub is not None:
             try:
                 sub.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         else:
             with self._lock:
@@ -219,6 +227,9 @@ class WakeIterator:
     """Base of every wake-driven iterator (listen, claim, subscribe,
     update_events): iterable both with ``for`` (blocking, GIL released while
     waiting) and ``async for``; ``get(timeout)`` for one item with a timeout.
+
+    An iterator belongs to one thread or task at a time (``close()`` may
+    come from anywhere).
 
     Subclasses implement ``_poll()`` (return an item, or ``NOTHING``), and
     may override ``_wait_hint()`` (longest sleep before polling again
@@ -271,8 +282,6 @@ class WakeIterator:
         db = self._db
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            if self._sub is None:
-                self._sub = db.subscribe_updates()  # before the first read
             while True:
                 item = self._poll()
                 if item is not NOTHING:
@@ -287,7 +296,11 @@ class WakeIterator:
                     wait_s = remaining if wait_s is None else min(wait_s, remaining)
                 sub = self._sub
                 if sub is None:
-                    return END
+                    # Subscribe only once there is something to wait for (a
+                    # replay never needs the watcher), then read again: a
+                    # commit after that read wakes the wait below.
+                    self._sub = db.subscribe_updates()
+                    continue
                 sub.wait(wait_s)
         except _native.InterfaceError:
             if self._closed or db.closed:
@@ -301,8 +314,10 @@ class WakeIterator:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             hub = db._wake_hub()
+            # The wake token is taken before each read; the bridge starts
+            # only once there is something to wait for.
+            token = hub.token() if hub.started else None
             while True:
-                token = hub.token()  # before reading
                 item = self._poll()
                 if item is not NOTHING:
                     return item
@@ -317,7 +332,11 @@ class WakeIterator:
                     if remaining <= 0:
                         return IDLE
                     wait_s = remaining if wait_s is None else min(wait_s, remaining)
+                if token is None:
+                    token = hub.token()
+                    continue
                 await hub.wait(token, wait_s, self)
+                token = hub.token()
         except _native.InterfaceError:
             if self._closed or db.closed:
                 return self._end()
@@ -376,7 +395,7 @@ class WakeIterator:
             fut = self._fut
             if fut is not None and not fut.done():
                 try:
-                    fut.get_loop().call_soon_threadsafe(_resolve, fut)
+                    fut.get_loop().call_soon_threadsafe(resolve, fut)
                 except RuntimeError:
                     pass
 
@@ -386,13 +405,13 @@ class WakeIterator:
     def __enter__(self) -> Any:
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         self._finish(exc)
         return False
 
     async def __aenter__(self) -> Any:
         return self
 
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         self._finish(exc)
         return False

@@ -21,7 +21,7 @@ Decisions
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alkdev_storage.primitives._util import as_int, check_name
 
@@ -82,9 +82,7 @@ class Lock:
         r = self.db._w(self.db._stmt(SQL_RENEW), (self.name, self.owner, t))
         if not r[0]:
             self.acquired = False
-            raise LeadershipLost(
-                f"lock {self.name!r} is no longer held by owner {self.owner!r}"
-            )
+            raise LeadershipLost(f"lock {self.name!r} is no longer held by owner {self.owner!r}")
         self.acquired = True
 
     def is_held(self) -> bool:
@@ -96,7 +94,7 @@ class Lock:
             raise LockHeld(f"lock {self.name!r} is already held")
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         if self.acquired and not self.db.closed:
             self.release()
         return False
@@ -104,7 +102,7 @@ class Lock:
     async def __aenter__(self) -> Lock:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:

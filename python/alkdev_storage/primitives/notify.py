@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Literal
 
 from alkdev_storage import _native
 from alkdev_storage.primitives._util import check_name, decode, is_closed_error
-from alkdev_storage.primitives._wake import NOTHING, WakeIterator
+from alkdev_storage.primitives._wake import NOTHING, WakeIterator, resolve
 
 __all__ = ["Listener", "Notification", "UpdateEvents"]
 
@@ -221,9 +221,7 @@ class UpdateEvents:
         fut = self._fut
         if fut is not None and not fut.done():
             try:
-                fut.get_loop().call_soon_threadsafe(
-                    lambda: fut.done() or fut.set_result(None)
-                )
+                fut.get_loop().call_soon_threadsafe(resolve, fut)
             except RuntimeError:
                 pass
 
@@ -233,6 +231,6 @@ class UpdateEvents:
     def __enter__(self) -> UpdateEvents:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.close()
         return False

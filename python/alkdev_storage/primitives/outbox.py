@@ -46,7 +46,7 @@ class Outbox:
         self.delivery = delivery
         self.max_attempts = as_int(max_attempts, "max_attempts")
         self.base_backoff_s = as_int(base_backoff_s, "base_backoff_s")
-        self._queue = db.queue(
+        self._queue: Queue = db.queue(
             f"_outbox:{name}",
             visibility_timeout_s=visibility_timeout_s,
             max_attempts=self.max_attempts,
@@ -89,7 +89,7 @@ class Outbox:
                     job.ack()
                 except asyncio.CancelledError:
                     raise
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     self._failed(job, e)
         finally:
             it.close()
@@ -124,7 +124,7 @@ class Outbox:
                         self.delivery(job.payload)
                     job.ack()
                     delivered += 1
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     self._failed(job, e)
         finally:
             it.close()

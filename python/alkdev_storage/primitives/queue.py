@@ -69,13 +69,6 @@ SQL_SWEEP_EXPIRED = "SELECT honker_sweep_expired(?1)"
 SQL_RESULT_SAVE = "SELECT honker_result_save(?1, ?2, ?3)"
 SQL_RESULT_GET = "SELECT honker_result_get(?1)"
 SQL_RESULT_SWEEP = "SELECT honker_result_sweep()"
-# The inverse of a claim, for claimed-but-never-yielded jobs of claim().
-SQL_UNCLAIM = (
-    "UPDATE _honker_live SET state = 'pending', worker_id = NULL, "
-    "claim_expires_at = NULL, attempts = MAX(attempts - 1, 0) "
-    "WHERE id IN (SELECT value FROM json_each(?1)) AND worker_id = ?2 "
-    "AND state = 'processing' AND claim_expires_at >= unixepoch()"
-)
 
 
 class Retryable(Exception):
@@ -200,6 +193,7 @@ class Queue:
         self._s_dead_scan = s(_sql.DEAD_LETTER_EXHAUSTED)
         self._s_insert_dead = s(_sql.INSERT_DEAD)
         self._s_claim = s(_sql.CLAIM)
+        self._claim_stmts: dict[int, Any] = {}
         self._s_ack = s(_sql.ACK)
         self._s_ack_many = s(_sql.ACK_MANY)
         self._s_retry_find = s(_sql.RETRY_FIND)
@@ -268,13 +262,19 @@ class Queue:
         dead = tx.fetchall(self._s_dead_scan, (self.name,))
         if dead:
             tx.executemany(self._s_insert_dead, [(*r, _EXHAUSTED) for r in dead])
-        rows = tx.fetchall(self._s_claim, (self.name, worker_id, n, self.visibility_timeout_s))
+        stmt = self._claim_stmts.get(n)
+        if stmt is None:
+            if n > _sql.CLAIM_LITERAL_MAX:
+                stmt = self._s_claim
+            else:
+                stmt = self._claim_stmts[n] = self.db._stmt(_sql.claim_sql(n))
+        rows = tx.fetchall(stmt, (self.name, worker_id, n, self.visibility_timeout_s))
         claimed = Job._claimed
         return [claimed(self, r) for r in rows]
 
     def _unclaim_orphans_in(self, tx: Any) -> None:
         orphans, self._orphans = self._orphans, []
-        unclaim = self.db._stmt(SQL_UNCLAIM)
+        unclaim = self.db._stmt(_sql.UNCLAIM)
         for worker_id, ids in orphans:
             tx.execute(unclaim, (encode(ids), worker_id))
 
@@ -282,7 +282,7 @@ class Queue:
         """Give back claimed, never-processed jobs (attempts restored)."""
         if not ids:
             return 0
-        return self.db.execute(self.db._stmt(SQL_UNCLAIM), (encode(ids), worker_id)).changes  # type: ignore[no-any-return]
+        return self.db.execute(self.db._stmt(_sql.UNCLAIM), (encode(ids), worker_id)).changes  # type: ignore[no-any-return]
 
     def _next_claim_at(self) -> int:
         """Next future unix time at which a job could become claimable, or 0."""
@@ -583,7 +583,7 @@ class ClaimIterator(WakeIterator):
         if self._buf and not self._db.closed:
             try:
                 self._give_back()
-            except Exception:  # noqa: BLE001 - they expire and are reclaimed
+            except Exception:
                 pass
 
     def __del__(self) -> None:

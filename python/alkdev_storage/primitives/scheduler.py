@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import builtins
 import logging
 import os
 import shutil
@@ -57,6 +58,7 @@ from typing import Any
 
 from alkdev_storage import _native
 from alkdev_storage.primitives._util import as_int, check_name, decode, encode, opt_int
+from alkdev_storage.primitives._wake import resolve
 from alkdev_storage.primitives.lock import LeadershipLost, Lock, LockHeld
 
 __all__ = ["CronSchedule", "Scheduler", "crontab", "every_s"]
@@ -163,9 +165,7 @@ def _schedule_expr(schedule: Any) -> str:
         return schedule.expr
     if isinstance(schedule, str):
         return CronSchedule(schedule).expr
-    raise TypeError(
-        f"schedule must be a CronSchedule or a str, not {type(schedule).__name__}"
-    )
+    raise TypeError(f"schedule must be a CronSchedule or a str, not {type(schedule).__name__}")
 
 
 # ---------------------------------------------------------------------
@@ -183,7 +183,7 @@ class _Waker:
         fut = self._fut
         if fut is not None and not fut.done():
             try:
-                fut.get_loop().call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+                fut.get_loop().call_soon_threadsafe(resolve, fut)
             except RuntimeError:
                 pass
 
@@ -291,7 +291,14 @@ class Scheduler:
         priority_arg = opt_int(priority, "priority")
         expires_arg = None if expires is _UNSET else opt_int(expires, "expires")
         touch_expires = 0 if expires is _UNSET else 1
-        params: tuple[Any, ...] = (name, expr, payload_arg, priority_arg, expires_arg, touch_expires)
+        params: tuple[Any, ...] = (
+            name,
+            expr,
+            payload_arg,
+            priority_arg,
+            expires_arg,
+            touch_expires,
+        )
         if max_attempts is _UNSET:
             sql = SQL_UPDATE6
         else:
@@ -301,12 +308,12 @@ class Scheduler:
 
     # -- firing --------------------------------------------------------
 
-    def tick(self, now: int | None = None) -> list[dict[str, Any]]:
+    def tick(self, now: int | None = None) -> builtins.list[dict[str, Any]]:
         """Fire every due schedule once, now (no leader lock needed: the
         tick is one transaction). Returns the fires (name, queue, fire_at,
         job_id)."""
         now_i = int(time.time()) if now is None else as_int(now, "now")
-        fires: list[dict[str, Any]] = decode(
+        fires: builtins.list[dict[str, Any]] = decode(
             self.db._w(self.db._stmt(SQL_TICK), (now_i,))[0]
         )
         for f in fires:
@@ -364,7 +371,7 @@ class Scheduler:
             if lock.acquired and not db.closed:
                 try:
                     lock.release()
-                except Exception:  # noqa: BLE001 - it expires anyway
+                except Exception:
                     pass
 
     def _check_has_tasks(self) -> None:
@@ -376,9 +383,7 @@ class Scheduler:
                 "first, or ensure another process has populated _honker_scheduler_tasks."
             )
 
-    async def run(
-        self, stop_event: asyncio.Event | None = None, *, standby: bool = False
-    ) -> None:
+    async def run(self, stop_event: asyncio.Event | None = None, *, standby: bool = False) -> None:
         """Fire schedules as the leader until ``stop_event`` is set, the task
         is cancelled, ``stop()`` is called, or no enabled schedule is left.
         Raises :class:`LockHeld` if another runner leads (unless

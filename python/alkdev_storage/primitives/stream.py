@@ -30,7 +30,6 @@ Decisions
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Any
 
 from alkdev_storage.primitives import _sql
@@ -115,7 +114,8 @@ class Stream:
         """honker-compatible: rows after ``offset`` as dicts (through
         ``honker_stream_read_since``)."""
         row = self.db.fetchone(
-            self.db._stmt(SQL_READ_SINCE), (self.name, as_int(offset, "offset"), as_int(limit, "limit"))
+            self.db._stmt(SQL_READ_SINCE),
+            (self.name, as_int(offset, "offset"), as_int(limit, "limit")),
         )
         return decode(row[0])  # type: ignore[no-any-return]
 
@@ -124,7 +124,10 @@ class Stream:
 
     def read(self, from_offset: int = 0, limit: int = _READ_BATCH) -> list[Event]:
         """Events after ``from_offset`` (at most ``limit``), without waiting."""
-        return [_event(r) for r in self._read_rows(as_int(from_offset, "from_offset"), as_int(limit, "limit"))]
+        return [
+            _event(r)
+            for r in self._read_rows(as_int(from_offset, "from_offset"), as_int(limit, "limit"))
+        ]
 
     def save_offset(self, consumer: str, offset: int, tx: Any = None) -> None:
         """Persist a consumer's high-water mark (never rewinds)."""
@@ -183,16 +186,31 @@ class StreamSubscription(WakeIterator):
         super().__init__(stream.db, timeout)
         self.stream = stream
         self.consumer = consumer
-        #: Offset of the last event handed out (the resume point).
-        self.offset = from_offset
-        self._prev = from_offset  # offset before the last handed-out event
+        # Rows read and not all handed out: _rows[:_i] are handed out.
+        # _base is the offset before _rows[0], _base_prev the one before it.
+        self._rows: list[tuple[Any, ...]] = []
+        self._i = 0
+        self._base = from_offset
+        self._base_prev = from_offset
         self._saved = from_offset if consumer is not None else 0
-        self._buf: deque[tuple[Any, ...]] = deque()
         self._save_n = max(0, save_every_n)
         self._save_s = max(0.0, save_every_s)
         self._autosave = consumer is not None and (self._save_n > 0 or self._save_s > 0)
         self._since_save = 0
         self._last_save_at = time.monotonic()
+
+    @property
+    def offset(self) -> int:
+        """Offset of the last event handed out (the resume point)."""
+        i = self._i
+        return self._rows[i - 1][0] if i else self._base
+
+    def _prev_offset(self) -> int:
+        """Offset before the last event handed out."""
+        i = self._i
+        if i >= 2:
+            return self._rows[i - 2][0]  # type: ignore[no-any-return]
+        return self._base if i == 1 else self._base_prev
 
     # -- offsets -------------------------------------------------------
 
@@ -207,8 +225,6 @@ class StreamSubscription(WakeIterator):
     def _maybe_save(self) -> None:
         # Called when the next event is requested: every event handed out
         # so far has been handled.
-        if self.offset <= self._saved:
-            return
         if (self._save_n and self._since_save >= self._save_n) or (
             self._save_s and time.monotonic() - self._last_save_at >= self._save_s
         ):
@@ -223,26 +239,31 @@ class StreamSubscription(WakeIterator):
     def _poll(self) -> Any:
         if self._autosave:
             self._maybe_save()
-        buf = self._buf
-        if not buf:
-            rows = self.stream._read_rows(self.offset)
-            if not rows:
+        i = self._i
+        rows = self._rows
+        if i >= len(rows):
+            offset = self.offset
+            fresh = self.stream._read_rows(offset)
+            if not fresh:
                 return NOTHING
-            buf.extend(rows)
-        row = buf.popleft()
-        self._prev = self.offset
-        self.offset = row[0]
+            self._base_prev = self._prev_offset()
+            self._base = offset
+            self._rows = rows = fresh
+            i = 0
+        self._i = i + 1
         self._since_save += 1
-        return _event(row)
+        return _event(rows[i])
 
     def __next__(self) -> Event:
-        # Fast path for replay: a buffered event and no save due.
-        buf = self._buf
-        if buf and not self._closed and not self._autosave:
-            row = buf.popleft()
-            self._prev = self.offset
-            self.offset = row[0]
-            return _event(row)
+        # Fast path (replay): an event already read, nothing to save.
+        i = self._i
+        rows = self._rows
+        if i < len(rows) and not self._closed and not self._autosave:
+            self._i = i + 1
+            e = _new_event(Event)
+            e.offset, e.topic, e.key, e._payload_raw, e.created_at = rows[i]
+            e._payload = _UNSET
+            return e
         return super().__next__()  # type: ignore[no-any-return]
 
     def _next_blocking(self, timeout: float | None) -> Any:
@@ -265,8 +286,7 @@ class StreamSubscription(WakeIterator):
     def _on_close(self, exc: BaseException | None) -> None:
         if self.consumer is None or self._db.closed:
             return
-        target = self.offset if exc is None else self._prev
-        self._save(target)
+        self._save(self.offset if exc is None else self._prev_offset())
 
     def __repr__(self) -> str:
         return (

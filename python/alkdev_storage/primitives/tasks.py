@@ -298,7 +298,7 @@ def _finish_ok(job: Job, spec: TaskSpec, result: Any) -> None:
     if spec.store_result:
         try:
             job.queue.save_result(job.id, result, ttl=spec.result_ttl_s)
-        except Exception:  # noqa: BLE001 - a result that cannot be saved does not retry the task
+        except Exception:
             traceback.print_exc()
     job.ack()
 
@@ -342,7 +342,7 @@ async def _run_one(job: Job, spec: TaskSpec) -> None:
             result = await aw
     except asyncio.CancelledError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         _finish_error(job, spec, e)
         return
     _finish_ok(job, spec, result)
@@ -364,7 +364,7 @@ def _run_one_blocking(job: Job, spec: TaskSpec) -> None:
             def call() -> None:
                 try:
                     box.append((True, spec.fn(*args, **kwargs)))
-                except BaseException as exc:  # noqa: BLE001
+                except BaseException as exc:
                     box.append((False, exc))
 
             t = threading.Thread(target=call, daemon=True, name=f"task:{spec.name}")
@@ -378,7 +378,7 @@ def _run_one_blocking(job: Job, spec: TaskSpec) -> None:
             result = value
         else:
             result = spec.fn(*args, **kwargs)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         _finish_error(job, spec, e)
         return
     _finish_ok(job, spec, result)
@@ -432,7 +432,7 @@ async def run_workers(
         for t in tasks:
             try:
                 await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            except (asyncio.CancelledError, Exception):
                 pass
 
 

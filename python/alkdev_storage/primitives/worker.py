@@ -81,7 +81,7 @@ async def run_task(
         job.ack()
     except asyncio.CancelledError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         _on_error(job, e, retries, retry_delay, backoff)
 
 
@@ -107,7 +107,7 @@ def run_task_blocking(
             def call() -> None:
                 try:
                     box.append((True, handler(job.payload)))
-                except BaseException as exc:  # noqa: BLE001
+                except BaseException as exc:
                     box.append((False, exc))
 
             t = threading.Thread(target=call, daemon=True, name=f"run_task:{job.id}")
@@ -124,5 +124,5 @@ def run_task_blocking(
         if save_result:
             job.queue.save_result(job.id, result, ttl=result_ttl)
         job.ack()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         _on_error(job, e, retries, retry_delay, backoff)

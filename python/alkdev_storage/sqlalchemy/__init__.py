@@ -14,6 +14,19 @@ transaction handle inside ORM/Core transactions, and prepared typed queries.
 * :func:`prepare` compiles a statement once into a native Statement plus
   its result processing (see :mod:`alkdev_storage.sqlalchemy.prepared`).
 
+* :func:`foreign_keys_disabled` wraps an Alembic migration run: honker
+  enforces foreign keys, and Alembic's batch mode (SQLite ALTERs) copies and
+  drops tables, so enforcement is turned off for the run and the result is
+  checked with ``PRAGMA foreign_key_check`` before it is turned back on.
+
+Alembic ``env.py``::
+
+    with engine.connect() as connection, foreign_keys_disabled(connection):
+        context.configure(connection=connection, target_metadata=metadata,
+                          render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
 Example::
 
     with Session(engine) as session, session.begin():
@@ -25,7 +38,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as _sa
@@ -42,6 +57,7 @@ __all__ = [
     "PreparedQuery",
     "create_engine",
     "dbapi_connection",
+    "foreign_keys_disabled",
     "honker_database",
     "honker_tx",
     "prepare",
@@ -115,8 +131,7 @@ def honker_tx(conn: Any) -> _native.Transaction:
         )
     if dc.readonly:
         raise _exc.InvalidRequestError(
-            "honker_tx() needs a write transaction: this connection is read-only "
-            "(honker_readonly)"
+            "honker_tx() needs a write transaction: this connection is read-only (honker_readonly)"
         )
     return dc.write_transaction()
 
@@ -146,3 +161,43 @@ def honker_database(obj: Any) -> _native.Database:
     raise _exc.ArgumentError(
         f"expected an Engine, Connection, Session or Database, not {type(obj).__name__}"
     )
+
+
+@contextlib.contextmanager
+def foreign_keys_disabled(conn: _sa.engine.Connection) -> Iterator[_sa.engine.Connection]:
+    """Turn foreign-key enforcement off on the writer for a migration run.
+
+    ``PRAGMA foreign_keys`` only changes outside a transaction, so ``conn``
+    must not have written yet; the pragma applies to the shared writer, so
+    other writes of this process during the block are not checked either.
+    On a clean exit ``PRAGMA foreign_key_check`` must find no violation
+    (else ``IntegrityError`` naming the tables is raised); enforcement is
+    restored in every case.
+    """
+    dc = dbapi_connection(conn)
+    if dc.transaction is not None:
+        raise _exc.InvalidRequestError(
+            "foreign_keys_disabled() needs a connection outside a write transaction "
+            "(PRAGMA foreign_keys is a no-op inside one)"
+        )
+    conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    if conn.in_transaction():
+        conn.commit()
+    try:
+        yield conn
+        problems = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if conn.in_transaction():
+            conn.commit()
+        if problems:
+            from alkdev_storage import IntegrityError
+
+            tables = sorted({str(p[0]) for p in problems})
+            raise IntegrityError(
+                f"foreign key violations after the migration in: {', '.join(tables)}"
+            )
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+        conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+        if conn.in_transaction():
+            conn.commit()

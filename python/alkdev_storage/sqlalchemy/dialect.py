@@ -41,9 +41,16 @@ Decisions
   ``watcher_poll_interval_ms`` (float > 0). Host, port, user, password,
   ``:memory:``, other query options or bad values raise ``ArgumentError``
   naming the problem; so do unknown ``connect_args``.
-* ``regexp_match`` and SQL ``floor()``: the stock driver registers Python
-  functions for them on each connection; the native session has no
-  user-defined functions yet, so they are not available.
+* ``regexp_match``/``regexp_replace``: the stock driver registers a Python
+  ``regexp()`` on each connection; the native session has no user-defined
+  functions yet, so ``REGEXP`` is not available. Floor division (``//``) of
+  non-integers, which SQLAlchemy renders with ``FLOOR()`` (also a Python
+  function under the stock driver), is rendered with core SQL while the
+  SQLite library lacks math functions.
+* honker's own tables, views and triggers (``_honker_*``) are hidden from
+  reflection like SQLite's internal ``sqlite_*`` ones (so Alembic's
+  autogenerate never proposes to drop them); ``sqlite_include_internal=True``
+  shows them.
 """
 
 from __future__ import annotations
@@ -51,12 +58,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import exc, pool
+from sqlalchemy import exc, pool, util
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler, SQLiteDialect
-from sqlalchemy.sql import sqltypes
 from sqlalchemy.engine import default
 from sqlalchemy.engine.characteristics import ConnectionCharacteristic
 from sqlalchemy.engine.url import URL
+from sqlalchemy.sql import sqltypes
 
 __all__ = ["HonkerDialect", "dialect"]
 
@@ -114,15 +121,14 @@ class HonkerCompiler(SQLiteCompiler):
     """
 
     def visit_floordiv_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
-        if self.dialect._has_floor or (
+        if getattr(self.dialect, "_has_floor", False) or (
             binary.right.type._type_affinity is sqltypes.Integer
             and binary.left.type._type_affinity is sqltypes.Integer
         ):
-            return super().visit_floordiv_binary(binary, operator, **kw)
+            return str(super().visit_floordiv_binary(binary, operator, **kw))  # type: ignore[no-untyped-call]
         quotient = self.process(binary.left, **kw) + " / " + self.process(binary.right, **kw)
         return (
-            "(SELECT CAST(v AS INTEGER) - (v < CAST(v AS INTEGER)) "
-            f"FROM (SELECT {quotient} AS v))"
+            f"(SELECT CAST(v AS INTEGER) - (v < CAST(v AS INTEGER)) FROM (SELECT {quotient} AS v))"
         )
 
 
@@ -141,7 +147,9 @@ class HonkerDialect(SQLiteDialect):
     #: first connect.
     _has_floor = False
 
-    _isolation_lookup = {"SERIALIZABLE": 0, "READ UNCOMMITTED": 1, "AUTOCOMMIT": None}
+    _isolation_lookup: Any = util.immutabledict(
+        {"SERIALIZABLE": 0, "READ UNCOMMITTED": 1, "AUTOCOMMIT": None}
+    )
 
     connection_characteristics = default.DefaultDialect.connection_characteristics.union(
         {
@@ -157,7 +165,7 @@ class HonkerDialect(SQLiteDialect):
         # every honker file) are internal like ``sqlite_*`` ones: hidden from
         # reflection (and so from Alembic autogenerate) unless
         # ``sqlite_include_internal=True``.
-        query = super()._sqlite_main_query(table, type_, schema, sqlite_include_internal)
+        query = str(super()._sqlite_main_query(table, type_, schema, sqlite_include_internal))
         if not sqlite_include_internal:
             query = query.replace(
                 " ORDER BY name", " AND name NOT LIKE '~_honker~_%' ESCAPE '~' ORDER BY name"
@@ -246,8 +254,11 @@ class HonkerDialect(SQLiteDialect):
         for key, typ in _URL_OPTIONS.items():
             if key in cparams and cparams[key] is not None:
                 v = cparams[key]
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or (
-                    typ is int and not isinstance(v, int)
+                if (
+                    isinstance(v, bool)
+                    or not isinstance(v, (int, float))
+                    or v <= 0
+                    or (typ is int and not isinstance(v, int))
                 ):
                     raise exc.ArgumentError(
                         f"Invalid value {v!r} for connect argument {key!r}: expected a "
@@ -267,7 +278,7 @@ class HonkerDialect(SQLiteDialect):
         if getattr(dbapi_connection, "_begin_write_eagerly", False):
             dbapi_connection.write_transaction()
 
-    def get_isolation_level_values(self, dbapi_connection: Any) -> list[str]:
+    def get_isolation_level_values(self, dbapi_connection: Any) -> list[Any]:
         return list(self._isolation_lookup)
 
     def set_isolation_level(self, dbapi_connection: Any, level: Any) -> None:
@@ -282,12 +293,12 @@ class HonkerDialect(SQLiteDialect):
             dbapi_connection.autocommit = False
             dbapi_connection.isolation_level = level
 
-    def get_isolation_level(self, dbapi_connection: Any) -> str:
+    def get_isolation_level(self, dbapi_connection: Any) -> Any:
         if dbapi_connection.autocommit:
             return "AUTOCOMMIT"
         return dbapi_connection.isolation_level
 
-    def get_default_isolation_level(self, dbapi_conn: Any) -> str:
+    def get_default_isolation_level(self, dbapi_conn: Any) -> Any:
         # The level below autocommit (SQLAlchemy handles AUTOCOMMIT apart).
         return dbapi_conn.isolation_level
 
@@ -300,5 +311,6 @@ class HonkerDialect(SQLiteDialect):
         return (isinstance(e, dbapi.ProgrammingError) and "closed connection" in msg) or (
             isinstance(e, dbapi.InterfaceError) and "Database is closed" in msg
         )
+
 
 dialect = HonkerDialect

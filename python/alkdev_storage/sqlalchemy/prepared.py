@@ -62,6 +62,7 @@ from sqlalchemy.engine.result import SimpleResultMetaData
 from sqlalchemy.engine.row import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import attributes as orm_attributes
+from sqlalchemy.sql.elements import _anonymous_label
 
 from alkdev_storage import _native
 from alkdev_storage import dbapi as _dbapi
@@ -166,9 +167,13 @@ class _EntityLoader:
         else:
             idmap = None
             session_id = None
-        out = []
+        out: list[Any] = []
         for raw in rows:
-            values = [p(v) if p is not None else v for p, v in zip(procs, raw)] if procs else raw
+            values = (
+                [p(v) if p is not None else v for p, v in zip(procs, raw, strict=True)]
+                if procs
+                else raw
+            )
             ident = tuple(values[i] for i in pk_index)
             if None in ident:
                 out.append(None)
@@ -182,7 +187,7 @@ class _EntityLoader:
             obj = new_instance()
             state = instance_state(obj)
             d = state.dict
-            for k, v in zip(keys, values):
+            for k, v in zip(keys, values, strict=True):
                 d[k] = v
             state.key = key
             state.identity_token = None
@@ -235,7 +240,9 @@ class PreparedQuery:
     def _build_binder(self, compiled: Any) -> None:
         escaped = {v: k for k, v in (compiled.escaped_bind_names or {}).items()}
         procs = compiled._bind_processors or {}
-        prefetch = {c.key: c for c in list(compiled.insert_prefetch) + list(compiled.update_prefetch)}
+        prefetch = {
+            c.key: c for c in list(compiled.insert_prefetch) + list(compiled.update_prefetch)
+        }
         is_update = bool(compiled.isupdate)
         plan = []
         names: list[str] = []
@@ -264,7 +271,9 @@ class PreparedQuery:
             else:
                 default = bp.effective_value
             plan.append((key, default, procs.get(orig) or procs.get(name)))
-            if key not in names:
+            # Anonymous parameters (literal values in the statement) are not
+            # part of the query's signature.
+            if key not in names and not isinstance(key, _anonymous_label):
                 names.append(key)
         self.param_names: tuple[str, ...] = tuple(names)
         self._param_set = frozenset(names)
@@ -326,7 +335,7 @@ class PreparedQuery:
     def _bind(self, params: dict[str, Any]) -> tuple[Any, ...]:
         try:
             if params.keys() <= self._param_set:
-                return self._binder(params)
+                return self._binder(params)  # type: ignore[no-any-return]
         except KeyError:
             pass
         unknown = sorted(params.keys() - self._param_set)
@@ -355,7 +364,7 @@ class PreparedQuery:
 
     def _expand(self, db: _native.Database, args: Any) -> tuple[Any, Any]:
         compiled = self._compiled
-        params = dict(zip((n for n in compiled.positiontup), args))
+        params = dict(zip(compiled.positiontup, args, strict=True))
         state = compiled.construct_expanded_state(params)
         sql = state.statement
         st = self._expanded.get(sql)
@@ -554,7 +563,11 @@ class PreparedQuery:
                     f"return {one_row}",
                 ],
             )
-            fn("one_or_none", "_fetchone", ["if raw is None:", "    return None", f"return {one_row}"])
+            fn(
+                "one_or_none",
+                "_fetchone",
+                ["if raw is None:", "    return None", f"return {one_row}"],
+            )
         else:
             fn(
                 "one",
@@ -630,15 +643,21 @@ def _at_most_one_row(statement: Any) -> bool:
     where = statement.whereclause
     if where is None:
         return False
-    terms = list(where.clauses) if (
-        isinstance(where, BooleanClauseList) and where.operator is operators.and_
-    ) else [where]
+    terms = (
+        list(where.clauses)
+        if (isinstance(where, BooleanClauseList) and where.operator is operators.and_)
+        else [where]
+    )
     fixed = set()
     for t in terms:
         if not isinstance(t, BinaryExpression) or t.operator is not operators.eq:
             continue
         for col, other in ((t.left, t.right), (t.right, t.left)):
-            if isinstance(col, sa.Column) and col.table is table and isinstance(other, BindParameter):
+            if (
+                isinstance(col, sa.Column)
+                and col.table is table
+                and isinstance(other, BindParameter)
+            ):
                 fixed.add(col.key)
     keys = [set(c.key for c in table.primary_key.columns)]
     keys += [
