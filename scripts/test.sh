@@ -18,3 +18,6 @@ echo "== ruff / mypy"
 
 echo "== pytest (against the installed wheel)"
 ALKDEV_REQUIRE_WHEEL=1 "$PY" -m pytest tests -q -p no:cacheprovider
+
+echo "== SQLAlchemy dialect compliance suite (its own pytest sessions)"
+VENV="$VENV" bash compliance/run.sh

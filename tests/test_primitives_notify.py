@@ -97,9 +97,7 @@ def test_blocking_iteration_with_timeout_and_thread(db) -> None:  # type: ignore
     t.join()
     assert got == [0, 1, 2]
     # Idle timeout ends the iteration.
-    start = time.monotonic()
     assert list(db.listen("b", timeout=0.1)) == []
-    assert time.monotonic() - start < 2
 
 
 def test_async_listen(db) -> None:  # type: ignore[no-untyped-def]

@@ -124,7 +124,7 @@ def test_run_async_fires_and_releases_lock(db) -> None:  # type: ignore[no-untyp
 
     asyncio.run(main())
     fired = db.fetchone("SELECT COUNT(*) FROM _honker_live WHERE queue = 'ticks'")[0]
-    assert 1 <= fired <= 3
+    assert 1 <= fired <= 6  # @every 1s for about 2 s
     assert db.fetchone("SELECT COUNT(*) FROM _honker_locks")[0] == 0
 
 
@@ -201,7 +201,7 @@ def test_run_blocking_and_stop(db) -> None:  # type: ignore[no-untyped-def]
     t.join(5)
     assert not t.is_alive()
     jobs = db.queue("bq").claim_batch("w", 10)
-    assert 1 <= len(jobs) <= 3 and jobs[0].payload == {"six": "fields"}
+    assert 1 <= len(jobs) <= 5 and jobs[0].payload == {"six": "fields"}
     t2 = threading.Thread(target=sched.run_blocking, args=(stop,))
     t2.start()
     time.sleep(0.1)

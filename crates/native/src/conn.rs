@@ -403,13 +403,18 @@ impl Conn {
             }
         }
         let p = self.prepare_raw(&s.sql)?;
-        if self.slots.len() <= s.slot {
-            self.slots.resize(s.slot + 1, None);
+        self.adopt(s.slot, s.id, p);
+        Ok(p)
+    }
+
+    /// Keep a freshly prepared handle for Statement (`slot`, `id`).
+    pub fn adopt(&mut self, slot: usize, id: u64, p: *mut ffi::sqlite3_stmt) {
+        if self.slots.len() <= slot {
+            self.slots.resize(slot + 1, None);
         }
-        if let Some((_, old)) = self.slots[s.slot].replace((s.id, p)) {
+        if let Some((_, old)) = self.slots[slot].replace((id, p)) {
             unsafe { ffi::sqlite3_finalize(old) };
         }
-        Ok(p)
     }
 
     /// Handle for ad-hoc SQL text (cached per connection by the text).
@@ -1106,11 +1111,13 @@ unsafe fn collect(
                 lastrowid: ffi::sqlite3_last_insert_rowid(db),
             })
         }
+        // Column counts and names are read after the first step: SQLite
+        // re-prepares a statement inside sqlite3_step when the schema changed
+        // (another connection's ALTER TABLE), and the shape can change with it.
         Out::One => {
-            let ncols = ffi::sqlite3_column_count(stmt);
             match step_nogil(stmt) {
                 ffi::SQLITE_ROW => {
-                    let row = row_tuple(py, stmt, ncols)?;
+                    let row = row_tuple(py, stmt, ffi::sqlite3_column_count(stmt))?;
                     // Run a writing statement (INSERT ... RETURNING) to completion.
                     if ffi::sqlite3_stmt_readonly(stmt) == 0 {
                         loop {
@@ -1131,11 +1138,16 @@ unsafe fn collect(
             }
         }
         Out::All => {
-            let ncols = ffi::sqlite3_column_count(stmt);
+            let mut ncols: c_int = -1;
             let mut rows: Vec<*mut pyffi::PyObject> = Vec::new();
             loop {
                 match step_batched(stmt, rows.len()) {
-                    ffi::SQLITE_ROW => match row_tuple(py, stmt, ncols) {
+                    ffi::SQLITE_ROW => match row_tuple(py, stmt, {
+                        if ncols < 0 {
+                            ncols = ffi::sqlite3_column_count(stmt);
+                        }
+                        ncols
+                    }) {
                         Ok(r) => rows.push(r),
                         Err(e) => {
                             rows.into_iter().for_each(|r| pyffi::Py_DecRef(r));
@@ -1160,11 +1172,14 @@ unsafe fn collect(
             Ok(Produced::Obj(Bound::from_owned_ptr(py, list).unbind()))
         }
         Out::Dicts => {
-            let names = column_names(py, stmt);
+            let mut names: Option<Vec<Bound<'_, PyString>>> = None;
             let list = PyList::empty(py);
             loop {
                 match step_nogil(stmt) {
-                    ffi::SQLITE_ROW => list.append(row_dict(py, stmt, &names)?)?,
+                    ffi::SQLITE_ROW => {
+                        let names = names.get_or_insert_with(|| column_names(py, stmt));
+                        list.append(row_dict(py, stmt, names)?)?
+                    }
                     ffi::SQLITE_DONE => break,
                     _ => return Err(step_error(py, db, stmt)),
                 }

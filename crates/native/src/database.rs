@@ -173,6 +173,50 @@ impl ExecResult {
     }
 }
 
+/// Build a Statement from `stmt` (just prepared on `conn`) and keep the
+/// handle in `conn`'s statement slots, so its first run there is free.
+fn statement_from(
+    py: Python<'_>,
+    db: &Arc<DbInner>,
+    conn: &mut Conn,
+    stmt: *mut ffi::sqlite3_stmt,
+    sql: &str,
+) -> PyResult<Statement> {
+    let info = Conn::info_of(stmt, sql);
+    let n = unsafe { ffi::sqlite3_bind_parameter_count(stmt) };
+    let param_names = (1..=n)
+        .map(|i| conn::param_name(py, stmt, i).map(|s| s.unbind()))
+        .collect();
+    let columns = match PyTuple::new(py, conn::column_names(py, stmt)) {
+        Ok(t) => t.unbind(),
+        Err(e) => {
+            unsafe { ffi::sqlite3_finalize(stmt) };
+            return Err(e);
+        }
+    };
+    let slot = db
+        .free_slots
+        .lock()
+        .pop()
+        .unwrap_or_else(|| db.next_slot.fetch_add(1, Ordering::Relaxed));
+    let id = db.next_stmt_id.fetch_add(1, Ordering::Relaxed);
+    conn.adopt(slot, id, stmt);
+    Ok(Statement {
+        shared: StmtShared {
+            db_id: db.id,
+            id,
+            slot,
+            sql: sql.to_string(),
+            info,
+            param_count: n,
+            param_names,
+            columns,
+        },
+        needs_writer: AtomicBool::new(false),
+        db: db.clone(),
+    })
+}
+
 fn produced(py: Python<'_>, p: Produced) -> PyResult<Py<PyAny>> {
     match p {
         Produced::Obj(o) => Ok(o),
@@ -497,61 +541,32 @@ impl Database {
         let db = self.db()?.clone();
         let mut conn = db.readers.acquire(py)?;
         conn.fresh_read(); // see the latest schema
-        let first = conn.prepare_raw(sql);
-        let (stmt, on_writer) = match first {
-            Ok(s) => (s, None),
-            Err(e) => {
-                // An object only the writer sees (a TEMP table): try the
-                // writer, else report the reader's error. Other errors (bad
-                // SQL) never wait for the writer slot.
+        match conn.prepare_raw(sql) {
+            Ok(stmt) => {
+                let r = statement_from(py, &db, &mut conn, stmt, sql);
                 db.readers.release(conn);
-                if !e.msg.starts_with("no such") {
+                r
+            }
+            Err(e) => {
+                // An object only the writer sees (a TEMP table, an attached
+                // database): try the writer, else report the reader's error.
+                // Other errors (bad SQL) never wait for the writer slot.
+                db.readers.release(conn);
+                if !(e.msg.starts_with("no such") || e.msg.starts_with("unknown database")) {
                     return Err(e.into_py(py));
                 }
                 let err = e.into_py(py);
-                let w = match db.writer.acquire(py) {
-                    Ok(w) => w,
-                    Err(_) => return Err(err),
+                let Ok(mut w) = db.writer.acquire(py) else {
+                    return Err(err);
                 };
-                match w.prepare_raw(sql) {
-                    Ok(s) => {
-                        conn = w;
-                        (s, Some(()))
-                    }
-                    Err(_) => {
-                        db.writer.release(w);
-                        return Err(err);
-                    }
-                }
+                let r = match w.prepare_raw(sql) {
+                    Ok(stmt) => statement_from(py, &db, &mut w, stmt, sql),
+                    Err(_) => Err(err),
+                };
+                db.writer.release(w);
+                r
             }
-        };
-        let info = Conn::info_of(stmt, sql);
-        let n = unsafe { ffi::sqlite3_bind_parameter_count(stmt) };
-        let param_names = (1..=n)
-            .map(|i| conn::param_name(py, stmt, i).map(|s| s.unbind()))
-            .collect();
-        let columns = PyTuple::new(py, conn::column_names(py, stmt))?.unbind();
-        unsafe { ffi::sqlite3_finalize(stmt) };
-        db.give_back(on_writer.is_some(), conn);
-        let slot = db
-            .free_slots
-            .lock()
-            .pop()
-            .unwrap_or_else(|| db.next_slot.fetch_add(1, Ordering::Relaxed));
-        Ok(Statement {
-            shared: StmtShared {
-                db_id: db.id,
-                id: db.next_stmt_id.fetch_add(1, Ordering::Relaxed),
-                slot,
-                sql: sql.to_string(),
-                info,
-                param_count: n,
-                param_names,
-                columns,
-            },
-            needs_writer: AtomicBool::new(false),
-            db,
-        })
+        }
     }
 
     /// Run one statement. Writes run on the writer in their own transaction;
@@ -1046,6 +1061,17 @@ impl Transaction {
         })
     }
 
+    /// Compile `sql` on this transaction's connection, so tables created or
+    /// altered inside the transaction are seen. The Statement can be used
+    /// anywhere on this Database afterwards.
+    fn prepare(&self, py: Python<'_>, sql: &str) -> PyResult<Statement> {
+        let db = self.sess.db.clone();
+        self.sess.with_conn(|c| {
+            let stmt = c.prepare_raw(sql).map_err(|e| e.into_py(py))?;
+            statement_from(py, &db, c, stmt, sql)
+        })
+    }
+
     /// A nested savepoint: `with tx.savepoint():` (RELEASE on success,
     /// ROLLBACK TO on an exception).
     fn savepoint(&self) -> Savepoint {
@@ -1181,6 +1207,15 @@ impl Snapshot {
         self.sess.is_active()
     }
 
+    /// Compile `sql` on this snapshot's connection.
+    fn prepare(&self, py: Python<'_>, sql: &str) -> PyResult<Statement> {
+        let db = self.sess.db.clone();
+        self.sess.with_conn(|c| {
+            let stmt = c.prepare_raw(sql).map_err(|e| e.into_py(py))?;
+            statement_from(py, &db, c, stmt, sql)
+        })
+    }
+
     /// End the snapshot early (idempotent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.sess.end(py, false, false)
@@ -1271,7 +1306,6 @@ pub struct RowIterator {
     sess: Arc<Session>,
     id: u64,
     gen: u64,
-    ncols: i32,
     /// The iterator owns its session (Database.iterate): end it when done.
     private: bool,
     done: AtomicBool,
@@ -1351,13 +1385,11 @@ impl RowIterator {
                 return Err(e);
             }
         };
-        let ncols = unsafe { ffi::sqlite3_column_count(stmt) };
         let (id, gen) = sess.add_live(stmt);
         Ok(Some(RowIterator {
             sess,
             id,
             gen,
-            ncols,
             private,
             done: AtomicBool::new(false),
             _params: kept.map(|k| k.unbind()),
@@ -1388,7 +1420,11 @@ impl RowIterator {
         let r = self.sess.with_live(self.id, self.gen, |c, stmt| unsafe {
             match conn::step_nogil(stmt) {
                 ffi::SQLITE_ROW => Ok(Some(
-                    Bound::from_owned_ptr(py, conn::row_tuple(py, stmt, self.ncols)?).unbind(),
+                    Bound::from_owned_ptr(
+                        py,
+                        conn::row_tuple(py, stmt, ffi::sqlite3_column_count(stmt))?,
+                    )
+                    .unbind(),
                 )),
                 ffi::SQLITE_DONE => Ok(None),
                 _ => Err(errors::last_error(py, c.handle())),
