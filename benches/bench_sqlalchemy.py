@@ -45,11 +45,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import alkdev_storage
 import sqlalchemy as sa
-from alkdev_storage.sqlalchemy import honker_database, prepare
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+import alkdev_storage
+from alkdev_storage.sqlalchemy import honker_database, prepare
 
 try:  # installed package: the entry point registers the dialect
     sa.dialects.registry.load("sqlite.honker")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-import alkdev_storage
 import pytest
+
+import alkdev_storage
 from alkdev_storage import dbapi
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import alkdev_storage
 import pytest
-from alkdev_storage.primitives import Queue
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
+
+import alkdev_storage
+from alkdev_storage.primitives import Queue
 
 DELTAS = [-100, -1, 0, 1, 100]
 SETTINGS = settings(

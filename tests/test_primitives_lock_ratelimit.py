@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from alkdev_storage.primitives import LeadershipLost, Lock, LockHeld
 from primitives_helpers import db_fixture, db_path_fixture  # noqa: F401 - fixtures
 

@@ -6,8 +6,9 @@ import asyncio
 import threading
 import time
 
-import alkdev_storage
 import pytest
+
+import alkdev_storage
 from alkdev_storage.primitives import Listener, Notification
 from primitives_helpers import db_fixture, db_path_fixture, finish, spawn  # noqa: F401 - fixtures
 

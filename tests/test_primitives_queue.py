@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+
 from alkdev_storage.primitives import ClaimIterator, Job, Queue
 from primitives_helpers import db_fixture, db_path_fixture, dead_rows, live_count  # noqa: F401 - fixtures
 

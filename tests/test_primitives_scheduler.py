@@ -10,6 +10,7 @@ import time
 from datetime import datetime
 
 import pytest
+
 from alkdev_storage.primitives import (
     CronSchedule,
     LeadershipLost,

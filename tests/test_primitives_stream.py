@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+
 from alkdev_storage.primitives import Event, Stream, StreamSubscription
 from primitives_helpers import db_fixture, db_path_fixture  # noqa: F401 - fixtures
 

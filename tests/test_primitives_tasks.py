@@ -7,6 +7,7 @@ import json
 import threading
 
 import pytest
+
 from alkdev_storage.primitives import (
     Outbox,
     Retryable,

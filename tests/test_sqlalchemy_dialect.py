@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import threading
 
-import alkdev_storage
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.dialects import registry
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+import alkdev_storage
 from alkdev_storage import dbapi
 from alkdev_storage.sqlalchemy import (
     HonkerDialect,
@@ -15,9 +19,6 @@ from alkdev_storage.sqlalchemy import (
     honker_database,
 )
 from alkdev_storage.sqlalchemy.dialect import HonkerDialect as DialectInSubmodule
-from sqlalchemy import exc
-from sqlalchemy.dialects import registry
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 registry.register("sqlite.honker", "alkdev_storage.sqlalchemy.dialect", "HonkerDialect")
 

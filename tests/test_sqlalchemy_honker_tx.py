@@ -4,13 +4,14 @@ vanish on rollback."""
 
 from __future__ import annotations
 
-import alkdev_storage
 import pytest
 import sqlalchemy as sa
-from alkdev_storage.sqlalchemy import honker_database, honker_tx
 from sqlalchemy import exc
 from sqlalchemy.dialects import registry
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+import alkdev_storage
+from alkdev_storage.sqlalchemy import honker_database, honker_tx
 
 registry.register("sqlite.honker", "alkdev_storage.sqlalchemy.dialect", "HonkerDialect")
 

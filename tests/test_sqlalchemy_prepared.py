@@ -7,15 +7,16 @@ import datetime as dt
 import enum
 from decimal import Decimal
 
-import alkdev_storage
 import pytest
 import sqlalchemy as sa
-from alkdev_storage import dbapi
-from alkdev_storage.sqlalchemy import PreparedQuery, honker_database, prepare
 from sqlalchemy import exc
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+import alkdev_storage
+from alkdev_storage import dbapi
+from alkdev_storage.sqlalchemy import PreparedQuery, honker_database, prepare
 
 registry.register("sqlite.honker", "alkdev_storage.sqlalchemy.dialect", "HonkerDialect")
 

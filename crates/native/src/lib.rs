@@ -19,6 +19,18 @@ fn sqlite_version() -> String {
     rusqlite::version().to_string()
 }
 
+/// Next fire time (unix seconds) of a cron expression after `from_unix`,
+/// in local time with DST handling (honker-core's parser: 5 or 6 fields,
+/// `@every <duration>`). Raises ValueError naming a bad expression.
+#[pyfunction]
+fn cron_next_after(expr: &str, from_unix: i64) -> PyResult<i64> {
+    honker_core::cron::next_after_unix(expr, from_unix).map_err(|e| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "invalid schedule expression '{expr}': {e}"
+        ))
+    })
+}
+
 /// Raise a Rust panic (used by the tests to show that a panic surfaces as a
 /// Python exception and never aborts the process).
 #[pyfunction]
@@ -39,6 +51,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<watch::UpdateSubscription>()?;
     m.add_function(wrap_pyfunction!(sqlite_version, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
+    m.add_function(wrap_pyfunction!(cron_next_after, m)?)?;
     m.add("sqlite_version_number", rusqlite::version_number())?;
     Ok(())
 }

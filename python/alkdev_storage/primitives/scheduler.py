@@ -44,12 +44,8 @@ Decisions
 from __future__ import annotations
 
 import asyncio
-import atexit
 import builtins
 import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Generator
@@ -84,41 +80,12 @@ SQL_COUNT = "SELECT COUNT(*) FROM _honker_scheduler_tasks"
 # Cron expressions
 # ---------------------------------------------------------------------
 
-_scratch_lock = threading.Lock()
-_scratch: Any = None
-
-
-def _scratch_db() -> Any:
-    global _scratch
-    with _scratch_lock:
-        if _scratch is None or _scratch.closed:
-            d = tempfile.mkdtemp(prefix="alkdev-storage-cron-")
-            db = _native.Database(os.path.join(d, "cron.db"), max_readers=1)
-
-            def cleanup(db: Any = db, d: str = d) -> None:
-                db.close()
-                shutil.rmtree(d, ignore_errors=True)
-
-            atexit.register(cleanup)
-            _scratch = db
-        return _scratch
-
-
 def cron_next_after(expr: str, from_unix: int) -> int:
     """Next unix time strictly after ``from_unix`` matching ``expr``
     (honker-core's cron; local time). ValueError naming a bad expression."""
     if not isinstance(expr, str):
         raise TypeError(f"schedule expression must be a str, not {type(expr).__name__}")
-    native = getattr(_native, "cron_next_after", None)
-    try:
-        if native is not None:
-            return int(native(expr, int(from_unix)))
-        row = _scratch_db().fetchone(
-            "SELECT honker_cron_next_after(?1, ?2)", (expr, int(from_unix))
-        )
-        return int(row[0])
-    except (ValueError, _native.DatabaseError) as e:
-        raise ValueError(f"invalid schedule expression {expr!r}: {e}") from None
+    return _native.cron_next_after(expr, int(from_unix))
 
 
 class CronSchedule:
