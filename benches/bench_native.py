@@ -101,14 +101,12 @@ class Ours:
         self.db.close()
 
 
-class Stdlib:
-    name = "sqlite3"
+class _Plain:
+    """The same workloads through a connection with sqlite3's execute API
+    (stdlib sqlite3 in autocommit mode, or apsw): explicit BEGIN/COMMIT."""
 
-    def __init__(self, path: str) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for p in PRAGMAS:
-            self.conn.execute(p)
-        self.conn.execute(SCHEMA)
+    name = ""
+    conn: Any
 
     def point_select(self, ids: list[int]) -> None:
         execute = self.conn.execute
@@ -139,7 +137,17 @@ class Stdlib:
         self.conn.close()
 
 
-class Apsw:
+class Stdlib(_Plain):
+    name = "sqlite3"
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for p in PRAGMAS:
+            self.conn.execute(p).fetchall()
+        self.conn.execute(SCHEMA)
+
+
+class Apsw(_Plain):
     name = "apsw"
 
     def __init__(self, path: str) -> None:
@@ -148,34 +156,6 @@ class Apsw:
         for p in PRAGMAS:
             self.conn.execute(p).fetchall()
         self.conn.execute(SCHEMA)
-
-    def point_select(self, ids: list[int]) -> None:
-        execute = self.conn.execute
-        for i in ids:
-            execute(SELECT_ONE, (i,)).fetchone()
-
-    def insert_in_tx(self, rows: list[tuple[Any, ...]]) -> None:
-        execute = self.conn.execute
-        execute("BEGIN IMMEDIATE")
-        for r in rows:
-            execute(INSERT, r)
-        execute("COMMIT")
-
-    def autocommit_insert(self, rows: list[tuple[Any, ...]]) -> None:
-        execute = self.conn.execute
-        for r in rows:
-            execute(INSERT, r)
-
-    def executemany(self, rows: list[tuple[Any, ...]]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany(INSERT, rows)
-        self.conn.execute("COMMIT")
-
-    def scan_rows(self, start: int) -> int:
-        return len(self.conn.execute(SCAN, (start,)).fetchall())
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 # ---------------------------------------------------------------- harness

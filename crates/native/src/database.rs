@@ -881,6 +881,40 @@ fn first_int(py: Python<'_>, r: Produced) -> PyResult<i64> {
 }
 
 // ---------------------------------------------------------------------
+// What Transaction and Snapshot share: running on their session's connection
+// ---------------------------------------------------------------------
+
+fn sess_run(
+    py: Python<'_>,
+    sess: &Session,
+    stmt: &Bound<'_, PyAny>,
+    params: Option<&Bound<'_, PyAny>>,
+    out: Out,
+) -> PyResult<Py<PyAny>> {
+    let t = target(stmt, &sess.db)?;
+    produced(py, sess.with_conn(|c| run_on(py, c, &t, params, out))?)
+}
+
+fn sess_iterate(
+    py: Python<'_>,
+    sess: &Arc<Session>,
+    stmt: &Bound<'_, PyAny>,
+    params: Option<&Bound<'_, PyAny>>,
+) -> PyResult<RowIterator> {
+    let t = target(stmt, &sess.db)?;
+    Ok(RowIterator::start(py, sess.clone(), &t, params, false)?.expect("non-private iterator"))
+}
+
+/// Compile `sql` on the session's connection (sees its uncommitted schema).
+fn sess_prepare(py: Python<'_>, sess: &Session, sql: &str) -> PyResult<Statement> {
+    let db = sess.db.clone();
+    sess.with_conn(|c| {
+        let stmt = c.prepare_raw(sql).map_err(|e| e.into_py(py))?;
+        statement_from(py, &db, c, stmt, sql)
+    })
+}
+
+// ---------------------------------------------------------------------
 // Transaction and Savepoint
 // ---------------------------------------------------------------------
 
@@ -933,12 +967,7 @@ impl Transaction {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(stmt, &self.sess.db)?;
-        produced(
-            py,
-            self.sess
-                .with_conn(|c| run_on(py, c, &t, params, Out::Exec))?,
-        )
+        sess_run(py, &self.sess, stmt, params, Out::Exec)
     }
 
     fn executemany(
@@ -971,12 +1000,7 @@ impl Transaction {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(stmt, &self.sess.db)?;
-        produced(
-            py,
-            self.sess
-                .with_conn(|c| run_on(py, c, &t, params, Out::One))?,
-        )
+        sess_run(py, &self.sess, stmt, params, Out::One)
     }
 
     #[pyo3(signature = (stmt, params=None))]
@@ -986,12 +1010,7 @@ impl Transaction {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(stmt, &self.sess.db)?;
-        produced(
-            py,
-            self.sess
-                .with_conn(|c| run_on(py, c, &t, params, Out::All))?,
-        )
+        sess_run(py, &self.sess, stmt, params, Out::All)
     }
 
     /// honker-compatible: rows as dicts.
@@ -1002,12 +1021,7 @@ impl Transaction {
         sql: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(sql, &self.sess.db)?;
-        produced(
-            py,
-            self.sess
-                .with_conn(|c| run_on(py, c, &t, params, Out::Dicts))?,
-        )
+        sess_run(py, &self.sess, sql, params, Out::Dicts)
     }
 
     #[pyo3(signature = (stmt, params=None))]
@@ -1017,11 +1031,7 @@ impl Transaction {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<RowIterator> {
-        let t = target(stmt, &self.sess.db)?;
-        Ok(
-            RowIterator::start(py, self.sess.clone(), &t, params, false)?
-                .expect("non-private iterator"),
-        )
+        sess_iterate(py, &self.sess, stmt, params)
     }
 
     /// Run a script inside this transaction, all or nothing (a savepoint
@@ -1065,11 +1075,7 @@ impl Transaction {
     /// altered inside the transaction are seen. The Statement can be used
     /// anywhere on this Database afterwards.
     fn prepare(&self, py: Python<'_>, sql: &str) -> PyResult<Statement> {
-        let db = self.sess.db.clone();
-        self.sess.with_conn(|c| {
-            let stmt = c.prepare_raw(sql).map_err(|e| e.into_py(py))?;
-            statement_from(py, &db, c, stmt, sql)
-        })
+        sess_prepare(py, &self.sess, sql)
     }
 
     /// A nested savepoint: `with tx.savepoint():` (RELEASE on success,
@@ -1209,11 +1215,7 @@ impl Snapshot {
 
     /// Compile `sql` on this snapshot's connection.
     fn prepare(&self, py: Python<'_>, sql: &str) -> PyResult<Statement> {
-        let db = self.sess.db.clone();
-        self.sess.with_conn(|c| {
-            let stmt = c.prepare_raw(sql).map_err(|e| e.into_py(py))?;
-            statement_from(py, &db, c, stmt, sql)
-        })
+        sess_prepare(py, &self.sess, sql)
     }
 
     /// End the snapshot early (idempotent).
@@ -1228,12 +1230,7 @@ impl Snapshot {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(stmt, &self.sess.db)?;
-        produced(
-            py,
-            self.sess
-                .with_conn(|c| run_on(py, c, &t, params, Out::Exec))?,
-        )
+        sess_run(py, &self.sess, stmt, params, Out::Exec)
     }
 
     #[pyo3(signature = (stmt, params=None))]
@@ -1243,12 +1240,7 @@ impl Snapshot {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(stmt, &self.sess.db)?;
-        produced(
-            py,
-            self.sess
-                .with_conn(|c| run_on(py, c, &t, params, Out::One))?,
-        )
+        sess_run(py, &self.sess, stmt, params, Out::One)
     }
 
     #[pyo3(signature = (stmt, params=None))]
@@ -1258,12 +1250,7 @@ impl Snapshot {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(stmt, &self.sess.db)?;
-        produced(
-            py,
-            self.sess
-                .with_conn(|c| run_on(py, c, &t, params, Out::All))?,
-        )
+        sess_run(py, &self.sess, stmt, params, Out::All)
     }
 
     #[pyo3(signature = (sql, params=None))]
@@ -1273,12 +1260,7 @@ impl Snapshot {
         sql: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(sql, &self.sess.db)?;
-        produced(
-            py,
-            self.sess
-                .with_conn(|c| run_on(py, c, &t, params, Out::Dicts))?,
-        )
+        sess_run(py, &self.sess, sql, params, Out::Dicts)
     }
 
     #[pyo3(signature = (stmt, params=None))]
@@ -1288,11 +1270,7 @@ impl Snapshot {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<RowIterator> {
-        let t = target(stmt, &self.sess.db)?;
-        Ok(
-            RowIterator::start(py, self.sess.clone(), &t, params, false)?
-                .expect("non-private iterator"),
-        )
+        sess_iterate(py, &self.sess, stmt, params)
     }
 }
 
