@@ -627,7 +627,6 @@ class Connection:
         self._tx = self._snap = None
         self._sps.clear()
         self._sp_began = False
-        ddl = self._tx_ddl
         self._tx_ddl = False
         if snap is not None:
             snap.close()
@@ -636,33 +635,8 @@ class Connection:
                 self._shared.writer_thread = 0
             if commit:
                 tx.commit()  # a failed COMMIT rolls back and frees the writer
-                if ddl:
-                    self._refresh_readers()
             else:
                 tx.rollback()
-
-    def _refresh_readers(self) -> None:
-        """After a schema change: make the open readers load the new schema
-        (a snapshot's BEGIN reads it), so that statements compiled on them
-        next see the new tables and columns at once.
-
-        At most ``max_readers - 1`` readers are taken at a time, so this
-        never waits for a reader the calling thread itself holds."""
-        db = self._db
-        if db is None:
-            return
-        n = min(db.open_readers, db.max_readers - 1)
-        snaps = []
-        try:
-            for _ in range(n):
-                s = db.read()
-                s.__enter__()
-                snaps.append(s)
-        except Error:
-            pass
-        finally:
-            for s in snaps:
-                s.close()
 
     def commit(self) -> None:
         self._check()
@@ -806,18 +780,14 @@ class Connection:
         return entry
 
     def _compile_in_tx(self, sql: str, kw: str, flags: int) -> tuple[Any, ...]:
-        tx = self._tx
-        prep = getattr(tx, "prepare", None)  # native Transaction.prepare, when available
-        if prep is not None:
-            stmt = prep(sql)
-            desc = _description(stmt.columns)
-            if desc is not None:
-                flags |= _F_ROWS
-            return (_K_WRITE, stmt, desc, flags)
-        if kw in ("SELECT", "WITH", "VALUES", "EXPLAIN") or re.search(r"\bRETURNING\b", sql, re.I):
+        # Compiled on the transaction's connection (it sees the schema the
+        # transaction changed); not cached: valid only inside it.
+        assert self._tx is not None
+        stmt = self._tx.prepare(sql)
+        desc = _description(stmt.columns)
+        if desc is not None:
             flags |= _F_ROWS
-        # Not cached: valid only inside this transaction.
-        return (_K_WRITE, sql, None, flags | _F_TEXT)
+        return (_K_WRITE, stmt, desc, flags)
 
     @staticmethod
     def _text_entry(sql: str, kw: str, flags: int) -> tuple[Any, ...]:
@@ -1131,8 +1101,6 @@ class Cursor:
                 conn._pin()
             if conn._tx is not None:
                 conn._tx_ddl = True
-            else:
-                conn._refresh_readers()  # autocommit DDL
         return self
 
     def _text_rows(self, target: Any, sql: str, parameters: Any) -> None:
