@@ -265,3 +265,32 @@ def test_reopens_after_the_pool_is_disposed(engine):
     assert q.scalar(id=1) == "a"
     engine.dispose()  # closes the shared Database
     assert q.scalar(id=1) == "a"
+
+
+def test_prepared_insert_without_values_omits_key_and_nullable_columns(db_path):
+    md = sa.MetaData()
+    t = sa.Table(
+        "omit",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("note", sa.String, nullable=True),
+        sa.Column("kind", sa.String, nullable=False, server_default="plain"),
+    )
+    eng = sa.create_engine(f"sqlite+honker:///{db_path}")
+    try:
+        md.create_all(eng)
+        ins = prepare(t.insert().returning(t.c.id), eng)
+        first = ins.scalar(kind="a")  # id assigned by SQLite, note NULL
+        second = ins.scalar(kind="b", note="n")
+        assert second == first + 1
+        # a NOT NULL column with a server default cannot be silently NULLed:
+        # leaving it out is an error that names it, and writes nothing
+        with pytest.raises(exc.ArgumentError, match="kind"):
+            ins.scalar(note="x")
+        with eng.connect() as c:
+            assert c.execute(sa.select(t.c.id, t.c.note, t.c.kind).order_by(t.c.id)).all() == [
+                (first, None, "a"),
+                (second, "n", "b"),
+            ]
+    finally:
+        eng.dispose()

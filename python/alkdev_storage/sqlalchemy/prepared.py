@@ -267,7 +267,7 @@ class PreparedQuery:
             elif bp.callable is not None:
                 default = _Call(lambda _ctx, f=bp.callable: f())
             elif bp.required:
-                default = _MISSING
+                default = _omittable(compiled, key)
             else:
                 default = bp.effective_value
             plan.append((key, default, procs.get(orig) or procs.get(name)))
@@ -622,6 +622,24 @@ def _codegen_binder(plan: list[tuple[str, Any, Any]]) -> Any:
         lines.append("    return (" + ", ".join(outs) + ",)")
     exec("\n".join(lines), ns)
     return ns["_binder"]
+
+
+def _omittable(compiled: Any, key: str) -> Any:
+    """Default for an INSERT column parameter the caller leaves out: ``None``
+    where inserting NULL is what leaving the column out of the INSERT would
+    do (the INTEGER PRIMARY KEY, which SQLite then assigns; a nullable column
+    with no server default), else required (``_MISSING``)."""
+    if not compiled.isinsert:
+        return _MISSING
+    table = compiled.statement.table
+    col = table.c.get(key)
+    if col is None:
+        return _MISSING
+    if col is table._autoincrement_column:
+        return None
+    if col.nullable and col.server_default is None and col.default is None:
+        return None
+    return _MISSING
 
 
 def _at_most_one_row(statement: Any) -> bool:
