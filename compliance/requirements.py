@@ -317,3 +317,9 @@ class Requirements(SuiteRequirements):
         # connection" tests expect concurrent writers (row locks), and
         # SQLite has one writer per file.
         return _closed()
+
+    @property
+    def regexp_match(self):
+        # REGEXP backed by Python's re, registered by the dialect on the
+        # shared Database (Database.create_function), as the stock driver does.
+        return _open()

@@ -646,6 +646,17 @@ class Connection:
         self._check()
         self._end(False)
 
+    def create_function(
+        self, name: str, narg: int, func: Any, *, deterministic: bool = False
+    ) -> None:
+        """Register an SQL function written in Python (``sqlite3``'s
+        signature). It is registered on the shared Database, so every
+        connection to the file sees it; registering the same function again
+        is a no-op."""
+        self._check()
+        assert self._db is not None
+        self._db.create_function(name, narg, func, deterministic=deterministic)
+
     def close(self) -> None:
         """Roll back any open transaction and release the shared Database
         (closed with its last connection). Idempotent."""

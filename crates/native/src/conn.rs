@@ -63,6 +63,8 @@ pub struct Conn {
     pub snap_at: std::time::Instant,
     /// Readers: thread tag of the thread that took it from the pool.
     pub holder: usize,
+    /// Generation of the Database's user-defined functions registered here.
+    pub func_gen: u64,
     pub conn: rusqlite::Connection,
 }
 
@@ -263,6 +265,7 @@ impl Conn {
             snap: None,
             snap_at: std::time::Instant::now(),
             holder: 0,
+            func_gen: 0,
             conn,
         }
     }

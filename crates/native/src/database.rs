@@ -29,6 +29,7 @@ pub struct DbInner {
     next_stmt_id: AtomicU64,
     pub watcher: Mutex<Option<Arc<SharedUpdateWatcher>>>,
     pub watcher_config: WatcherConfig,
+    pub funcs: Arc<crate::functions::Registry>,
 }
 
 impl DbInner {
@@ -497,12 +498,14 @@ impl Database {
             add_note(py, &err, format!("while opening database {path:?}"));
             err
         })?;
+        let funcs = Arc::new(crate::functions::Registry::default());
         Ok(Database {
             inner: Arc::new(DbInner {
                 id: NEXT_DB_ID.fetch_add(1, Ordering::Relaxed),
                 path: path.clone(),
-                writer: WriterSlot::new(writer),
-                readers: ReaderPool::new(path, max_readers as usize),
+                writer: WriterSlot::new(writer, funcs.clone()),
+                readers: ReaderPool::new(path, max_readers as usize, funcs.clone()),
+                funcs,
                 closed: AtomicBool::new(false),
                 free_slots: Mutex::new(Vec::new()),
                 next_slot: AtomicUsize::new(0),
@@ -744,6 +747,55 @@ impl Database {
         conn.rollback();
         db.writer.release(conn);
         r
+    }
+
+    /// Register a Python function as an SQL function on every connection of
+    /// this Database (the writer and each reader, from the next statement
+    /// on). `narg` is its number of arguments (-1: any). `deterministic`
+    /// lets SQLite use it in indexes and constant-fold it. Arguments arrive
+    /// as None/int/float/str/bytes; return one of those (or bool). An
+    /// exception in the function fails the statement with OperationalError.
+    #[pyo3(signature = (name, narg, func, *, deterministic=false))]
+    fn create_function(
+        &self,
+        name: &Bound<'_, PyAny>,
+        narg: i32,
+        func: &Bound<'_, PyAny>,
+        deterministic: bool,
+    ) -> PyResult<()> {
+        let db = self.db()?;
+        let name: String = name.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "function name must be a str, not '{}'",
+                name.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        if name.is_empty() || name.len() > 255 || name.contains('\0') {
+            return Err(PyValueError::new_err(format!(
+                "invalid function name {name:?}: 1 to 255 bytes, no NUL"
+            )));
+        }
+        if !(-1..=127).contains(&narg) {
+            return Err(PyValueError::new_err(format!(
+                "narg must be between -1 (any) and 127, got {narg}"
+            )));
+        }
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "func must be callable, not '{}'",
+                func.get_type().name()?
+            )));
+        }
+        db.funcs.add(crate::functions::FuncDef {
+            name,
+            nargs: narg,
+            func: func.clone().unbind(),
+            deterministic,
+        });
+        Ok(())
     }
 
     /// Subscribe to commit ticks on this file (from any process), through

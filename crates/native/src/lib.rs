@@ -7,6 +7,7 @@
 mod conn;
 mod database;
 mod errors;
+mod functions;
 mod pool;
 mod session;
 mod watch;

@@ -9,6 +9,7 @@
 
 use crate::conn::Conn;
 use crate::errors::{self, ProgrammingError};
+use crate::functions::Registry;
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,15 +38,17 @@ pub struct WriterSlot {
     /// Thread that holds the writer (0 when free), to turn a same-thread
     /// re-acquire — a certain deadlock — into a clear error.
     owner: AtomicUsize,
+    funcs: Arc<Registry>,
 }
 
 impl WriterSlot {
-    pub fn new(conn: Conn) -> Self {
+    pub fn new(conn: Conn, funcs: Arc<Registry>) -> Self {
         Self {
             slot: Mutex::new(Some(conn)),
             available: Condvar::new(),
             closed: AtomicBool::new(false),
             owner: AtomicUsize::new(0),
+            funcs,
         }
     }
 
@@ -55,8 +58,9 @@ impl WriterSlot {
         if self.closed.load(Ordering::Acquire) {
             return Err(errors::closed());
         }
-        if let Some(c) = self.slot.lock().take() {
+        if let Some(mut c) = self.slot.lock().take() {
             self.owner.store(thread_tag(), Ordering::Relaxed);
+            self.funcs.apply(&mut c);
             return Ok(c);
         }
         let me = thread_tag();
@@ -79,8 +83,9 @@ impl WriterSlot {
             }
         });
         match got {
-            Some(c) => {
+            Some(mut c) => {
                 self.owner.store(me, Ordering::Relaxed);
+                self.funcs.apply(&mut c);
                 Ok(c)
             }
             None => Err(errors::closed()),
@@ -125,6 +130,7 @@ pub struct ReaderPool {
     path: String,
     max: usize,
     janitor: Mutex<Option<Janitor>>,
+    funcs: Arc<Registry>,
 }
 
 /// How long an idle reader may keep its implicit read transaction (and so
@@ -132,7 +138,7 @@ pub struct ReaderPool {
 const IDLE_SNAPSHOT: Duration = Duration::from_millis(100);
 
 impl ReaderPool {
-    pub fn new(path: String, max: usize) -> Self {
+    pub fn new(path: String, max: usize, funcs: Arc<Registry>) -> Self {
         Self {
             state: Arc::new(Mutex::new(ReaderState {
                 idle: Vec::new(),
@@ -144,6 +150,7 @@ impl ReaderPool {
             path,
             max: max.max(1),
             janitor: Mutex::new(None),
+            funcs,
         }
     }
 
@@ -202,7 +209,9 @@ impl ReaderPool {
             let mut st = self.state.lock();
             if let Some(mut c) = st.idle.pop() {
                 st.holders.push(me);
+                drop(st);
                 c.holder = me;
+                self.funcs.apply(&mut c);
                 return Ok(c);
             }
             if st.open >= self.max && st.holders.iter().filter(|&&h| h == me).count() >= self.max {
@@ -249,6 +258,7 @@ impl ReaderPool {
         match got {
             Ok(mut c) => {
                 c.holder = me;
+                self.funcs.apply(&mut c);
                 if self.closed.load(Ordering::Acquire) {
                     self.discard(c);
                     return Err(errors::closed());

@@ -41,12 +41,11 @@ Decisions
   ``watcher_poll_interval_ms`` (float > 0). Host, port, user, password,
   ``:memory:``, other query options or bad values raise ``ArgumentError``
   naming the problem; so do unknown ``connect_args``.
-* ``regexp_match``/``regexp_replace``: the stock driver registers a Python
-  ``regexp()`` on each connection; the native session has no user-defined
-  functions yet, so ``REGEXP`` is not available. Floor division (``//``) of
-  non-integers, which SQLAlchemy renders with ``FLOOR()`` (also a Python
-  function under the stock driver), is rendered with core SQL while the
-  SQLite library lacks math functions.
+* ``regexp_match``: as the stock driver does, a Python ``regexp()`` (``re``)
+  is registered, here once on the shared Database
+  (``Database.create_function``), so ``REGEXP`` works on every connection.
+  ``regexp_replace`` is not offered (nor by the stock driver). The bundled
+  SQLite has the math functions, so ``floor()`` (floor division) is native.
 * honker's own tables, views and triggers (``_honker_*``) are hidden from
   reflection like SQLite's internal ``sqlite_*`` ones (so Alembic's
   autogenerate never proposes to drop them); ``sqlite_include_internal=True``
@@ -56,6 +55,7 @@ Decisions
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from sqlalchemy import exc, pool, util
@@ -130,6 +130,12 @@ class HonkerCompiler(SQLiteCompiler):
         return (
             f"(SELECT CAST(v AS INTEGER) - (v < CAST(v AS INTEGER)) FROM (SELECT {quotient} AS v))"
         )
+
+
+def _regexp(pattern: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    return re.search(pattern, value) is not None
 
 
 class HonkerDialect(SQLiteDialect):
@@ -270,7 +276,12 @@ class HonkerDialect(SQLiteDialect):
             raise exc.ArgumentError(f"sqlite+honker cannot connect: {e}") from e
 
     def on_connect(self) -> Any:
-        return None
+        def connect(dbapi_connection: Any) -> None:
+            # As the stock driver: REGEXP backed by Python's re (registered
+            # once per shared Database; later calls are no-ops).
+            dbapi_connection.create_function("regexp", 2, _regexp, deterministic=True)
+
+        return connect
 
     # -- transactions -------------------------------------------------------
 
