@@ -189,7 +189,7 @@ def foreign_keys_disabled(conn: _sa.engine.Connection) -> Iterator[_sa.engine.Co
         if conn.in_transaction():
             conn.commit()
         if problems:
-            from alkdev_storage import IntegrityError
+            from alkdev_storage.errors import IntegrityError
 
             tables = sorted({str(p[0]) for p in problems})
             raise IntegrityError(
