@@ -1,5 +1,5 @@
 #!/bin/sh
-# Build honker's SQLite loadable extension (the crates.io package
+# Build honker's SQLite loadable extension (the registry package
 # `honker-extension`) for the interop tests in tests/test_primitives_interop.py.
 #
 #   sh tests/build_honker_ext.sh [OUT_DIR]      (default: target/honker-ext)

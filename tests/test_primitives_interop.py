@@ -1,6 +1,6 @@
 """Interop with honker's own SQLite extension on one file.
 
-A plain apsw connection loads honker's loadable extension (the crates.io
+A plain apsw connection loads honker's loadable extension (the registry
 package ``honker-extension``, built by tests/build_honker_ext.sh) and calls
 honker's SQL functions; this API must see what it writes, and the reverse.
 """
