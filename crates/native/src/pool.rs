@@ -310,3 +310,78 @@ impl ReaderPool {
         self.state.lock().open
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::functions::Registry;
+
+    fn temp_db(tag: &str) -> (std::path::PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!("alk-pool-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db").to_str().unwrap().to_string();
+        (dir, path)
+    }
+
+    #[test]
+    fn writer_slot_refuses_a_same_thread_reacquire_and_queues_others() {
+        Python::initialize();
+        let (dir, path) = temp_db("writer");
+        let slot = Arc::new(WriterSlot::new(
+            Conn::open_writer(&path).unwrap(),
+            Arc::new(Registry::default()),
+        ));
+        Python::attach(|py| {
+            let held = slot.acquire(py).unwrap();
+            // Same thread again: a clear error, not a deadlock.
+            let err = slot.acquire(py).err().unwrap();
+            assert!(
+                err.to_string().contains("already holds the writer"),
+                "{err}"
+            );
+            // Another thread waits (GIL released) until the slot is free.
+            let s2 = slot.clone();
+            let waiter = std::thread::spawn(move || {
+                Python::attach(|py| {
+                    let c = s2.acquire(py).unwrap();
+                    s2.release(c);
+                })
+            });
+            py.detach(|| std::thread::sleep(std::time::Duration::from_millis(50)));
+            assert!(!waiter.is_finished());
+            slot.release(held);
+            py.detach(|| waiter.join().unwrap());
+            // After close: acquire fails, release drops the connection.
+            slot.close();
+            assert!(slot.acquire(py).is_err());
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reader_pool_opens_lazily_up_to_max_and_reuses() {
+        Python::initialize();
+        let (dir, path) = temp_db("readers");
+        let w = Conn::open_writer(&path).unwrap();
+        let pool = ReaderPool::new(path.clone(), 2, Arc::new(Registry::default()));
+        Python::attach(|py| {
+            assert_eq!(pool.open_count(), 0);
+            let a = pool.acquire(py).unwrap();
+            let b = pool.acquire(py).unwrap();
+            assert_eq!(pool.open_count(), 2);
+            // Both held by this thread: a third would wait forever.
+            let err = pool.acquire(py).err().unwrap();
+            assert!(err.to_string().contains("held by this thread"), "{err}");
+            pool.release(a);
+            let c = pool.acquire(py).unwrap();
+            assert_eq!(pool.open_count(), 2, "an idle reader is reused");
+            pool.release(b);
+            pool.release(c);
+            pool.close();
+            assert_eq!(pool.open_count(), 0);
+            assert!(pool.acquire(py).is_err());
+        });
+        drop(w);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
