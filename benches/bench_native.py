@@ -14,8 +14,6 @@ Run:  python benches/bench_native.py [--quick] [--json PATH]
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
 import sqlite3
@@ -24,8 +22,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+import _cli
 
 import alkdev_storage
 
@@ -276,16 +275,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small counts, 3 repeats")
-    ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    args = ap.parse_args(argv)
-    result = run(args.quick)
-    print(report(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return _cli.main(__doc__, run, report, argv)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ Run:  python benches/bench_primitives.py [--quick] [--json PATH]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -45,8 +44,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+import _cli
 
 import alkdev_storage
 from alkdev_storage.primitives import _sql
@@ -458,16 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "--child-listener":
         child_listener(argv[1], argv[2], int(argv[3]))
         return 0
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small counts, 3 repeats")
-    ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    args = ap.parse_args(argv)
-    result = run(args.quick)
-    print(report(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return _cli.main(__doc__, run, report, argv)
 
 
 if __name__ == "__main__":

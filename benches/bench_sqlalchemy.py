@@ -30,9 +30,7 @@ Run:  python benches/bench_sqlalchemy.py [--quick] [--json PATH]
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import os
 import random
 import sqlite3
@@ -42,9 +40,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
+import _cli
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -344,16 +342,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small counts, 3 repeats")
-    ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    args = ap.parse_args(argv)
-    result = run(args.quick)
-    print(report(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return _cli.main(__doc__, run, report, argv)
 
 
 if __name__ == "__main__":

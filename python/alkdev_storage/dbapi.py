@@ -614,6 +614,19 @@ class Connection:
         self._shared.writer_thread = threading.get_ident()
         return tx
 
+    def _write_target(self) -> tuple[Any, bool]:
+        """Where a write runs, and whether a write transaction began for it:
+        the open transaction; else the read snapshot (read-only connection:
+        the write then fails there); the Database itself (autocommit); or a
+        write transaction begun now."""
+        if self._tx is not None:
+            return self._tx, False
+        if self._readonly:
+            return self._snapshot(), False
+        if self._autocommit:
+            return self._db, False
+        return self._begin_write(), True
+
     def _snapshot(self) -> _native.Snapshot:
         snap = self._snap
         if snap is None:
@@ -1063,19 +1076,7 @@ class Cursor:
 
     def _write(self, operation: str, stmt: Any, desc: Any, flags: int, parameters: Any) -> Cursor:
         conn = self._conn
-        tx = conn._tx
-        began = False
-        target: Any
-        if tx is None:
-            if conn._readonly:
-                target = conn._snapshot()
-            elif conn._autocommit:
-                target = conn._db
-            else:
-                target = conn._begin_write()
-                began = True
-        else:
-            target = tx
+        target, began = conn._write_target()
         try:
             if isinstance(stmt, str) and flags & _F_ROWS:
                 self._text_rows(target, stmt, parameters)
@@ -1215,21 +1216,9 @@ class Cursor:
             )
         if not isinstance(seq_of_parameters, (list, tuple)):
             seq_of_parameters = list(seq_of_parameters)
-        tx = conn._tx
-        began = False
-        if tx is None:
-            if conn._readonly:
-                target: Any = conn._snapshot()
-                raise OperationalError(
-                    "attempt to write a readonly database (read-only connection)"
-                )
-            elif conn._autocommit:
-                target = conn._db
-            else:
-                target = conn._begin_write()
-                began = True
-        else:
-            target = tx
+        if conn._tx is None and conn._readonly:
+            raise OperationalError("attempt to write a readonly database (read-only connection)")
+        target, began = conn._write_target()
         try:
             r = target.executemany(stmt, seq_of_parameters)
         except TypeError as e:
