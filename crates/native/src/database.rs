@@ -966,6 +966,82 @@ fn sess_prepare(py: Python<'_>, sess: &Session, sql: &str) -> PyResult<Statement
     })
 }
 
+/// The `#[pymethods]` of a session-backed class (Transaction, Snapshot):
+/// the statement methods they share, plus the class's own `$extra` items.
+macro_rules! session_pymethods {
+    ($ty:ident { $($extra:tt)* }) => {
+        #[pymethods]
+        impl $ty {
+            /// True between begin and end.
+            #[getter]
+            fn active(&self) -> bool {
+                self.sess.is_active()
+            }
+
+            /// Compile `sql` on this session's connection (it sees the schema
+            /// the session changed). The Statement can be used anywhere on
+            /// this Database afterwards.
+            fn prepare(&self, py: Python<'_>, sql: &str) -> PyResult<Statement> {
+                sess_prepare(py, &self.sess, sql)
+            }
+
+            #[pyo3(signature = (stmt, params=None))]
+            fn execute(
+                &self,
+                py: Python<'_>,
+                stmt: &Bound<'_, PyAny>,
+                params: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<Py<PyAny>> {
+                sess_run(py, &self.sess, stmt, params, Out::Exec)
+            }
+
+            #[pyo3(signature = (stmt, params=None))]
+            fn fetchone(
+                &self,
+                py: Python<'_>,
+                stmt: &Bound<'_, PyAny>,
+                params: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<Py<PyAny>> {
+                sess_run(py, &self.sess, stmt, params, Out::One)
+            }
+
+            #[pyo3(signature = (stmt, params=None))]
+            fn fetchall(
+                &self,
+                py: Python<'_>,
+                stmt: &Bound<'_, PyAny>,
+                params: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<Py<PyAny>> {
+                sess_run(py, &self.sess, stmt, params, Out::All)
+            }
+
+            /// honker-compatible: rows as dicts keyed by column name.
+            #[pyo3(signature = (sql, params=None))]
+            fn query(
+                &self,
+                py: Python<'_>,
+                sql: &Bound<'_, PyAny>,
+                params: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<Py<PyAny>> {
+                sess_run(py, &self.sess, sql, params, Out::Dicts)
+            }
+
+            /// Stream rows one at a time on this session's connection.
+            #[pyo3(signature = (stmt, params=None))]
+            fn iterate(
+                &self,
+                py: Python<'_>,
+                stmt: &Bound<'_, PyAny>,
+                params: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<RowIterator> {
+                sess_iterate(py, &self.sess, stmt, params)
+            }
+
+            $($extra)*
+        }
+    };
+}
+
 // ---------------------------------------------------------------------
 // Transaction and Savepoint
 // ---------------------------------------------------------------------
@@ -976,8 +1052,7 @@ pub struct Transaction {
     pub sess: Arc<Session>,
 }
 
-#[pymethods]
-impl Transaction {
+session_pymethods!(Transaction {
     fn __enter__<'a>(slf: PyRef<'a, Self>, py: Python<'a>) -> PyResult<PyRef<'a, Self>> {
         if !slf.sess.is_active() {
             slf.sess.begin(py)?;
@@ -998,28 +1073,12 @@ impl Transaction {
         Ok(false)
     }
 
-    /// True between begin and commit/rollback.
-    #[getter]
-    fn active(&self) -> bool {
-        self.sess.is_active()
-    }
-
     fn commit(&self, py: Python<'_>) -> PyResult<()> {
         self.sess.end(py, true, true)
     }
 
     fn rollback(&self, py: Python<'_>) -> PyResult<()> {
         self.sess.end(py, false, true)
-    }
-
-    #[pyo3(signature = (stmt, params=None))]
-    fn execute(
-        &self,
-        py: Python<'_>,
-        stmt: &Bound<'_, PyAny>,
-        params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        sess_run(py, &self.sess, stmt, params, Out::Exec)
     }
 
     fn executemany(
@@ -1043,47 +1102,6 @@ impl Transaction {
                 }
             }
         })
-    }
-
-    #[pyo3(signature = (stmt, params=None))]
-    fn fetchone(
-        &self,
-        py: Python<'_>,
-        stmt: &Bound<'_, PyAny>,
-        params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        sess_run(py, &self.sess, stmt, params, Out::One)
-    }
-
-    #[pyo3(signature = (stmt, params=None))]
-    fn fetchall(
-        &self,
-        py: Python<'_>,
-        stmt: &Bound<'_, PyAny>,
-        params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        sess_run(py, &self.sess, stmt, params, Out::All)
-    }
-
-    /// honker-compatible: rows as dicts.
-    #[pyo3(signature = (sql, params=None))]
-    fn query(
-        &self,
-        py: Python<'_>,
-        sql: &Bound<'_, PyAny>,
-        params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        sess_run(py, &self.sess, sql, params, Out::Dicts)
-    }
-
-    #[pyo3(signature = (stmt, params=None))]
-    fn iterate(
-        &self,
-        py: Python<'_>,
-        stmt: &Bound<'_, PyAny>,
-        params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<RowIterator> {
-        sess_iterate(py, &self.sess, stmt, params)
     }
 
     /// Run a script inside this transaction, all or nothing (a savepoint
@@ -1123,13 +1141,6 @@ impl Transaction {
         })
     }
 
-    /// Compile `sql` on this transaction's connection, so tables created or
-    /// altered inside the transaction are seen. The Statement can be used
-    /// anywhere on this Database afterwards.
-    fn prepare(&self, py: Python<'_>, sql: &str) -> PyResult<Statement> {
-        sess_prepare(py, &self.sess, sql)
-    }
-
     /// A nested savepoint: `with tx.savepoint():` (RELEASE on success,
     /// ROLLBACK TO on an exception).
     fn savepoint(&self) -> Savepoint {
@@ -1149,7 +1160,7 @@ impl Transaction {
             }
         )
     }
-}
+});
 
 #[pyclass(frozen, module = "alkdev_storage._native")]
 pub struct Savepoint {
@@ -1247,8 +1258,7 @@ pub struct Snapshot {
     sess: Arc<Session>,
 }
 
-#[pymethods]
-impl Snapshot {
+session_pymethods!(Snapshot {
     fn __enter__<'a>(slf: PyRef<'a, Self>, py: Python<'a>) -> PyResult<PyRef<'a, Self>> {
         slf.sess.begin(py)?;
         Ok(slf)
@@ -1260,71 +1270,12 @@ impl Snapshot {
         Ok(false)
     }
 
-    #[getter]
-    fn active(&self) -> bool {
-        self.sess.is_active()
-    }
-
-    /// Compile `sql` on this snapshot's connection.
-    fn prepare(&self, py: Python<'_>, sql: &str) -> PyResult<Statement> {
-        sess_prepare(py, &self.sess, sql)
-    }
-
     /// End the snapshot early (idempotent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.sess.end(py, false, false)
     }
 
-    #[pyo3(signature = (stmt, params=None))]
-    fn execute(
-        &self,
-        py: Python<'_>,
-        stmt: &Bound<'_, PyAny>,
-        params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        sess_run(py, &self.sess, stmt, params, Out::Exec)
-    }
-
-    #[pyo3(signature = (stmt, params=None))]
-    fn fetchone(
-        &self,
-        py: Python<'_>,
-        stmt: &Bound<'_, PyAny>,
-        params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        sess_run(py, &self.sess, stmt, params, Out::One)
-    }
-
-    #[pyo3(signature = (stmt, params=None))]
-    fn fetchall(
-        &self,
-        py: Python<'_>,
-        stmt: &Bound<'_, PyAny>,
-        params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        sess_run(py, &self.sess, stmt, params, Out::All)
-    }
-
-    #[pyo3(signature = (sql, params=None))]
-    fn query(
-        &self,
-        py: Python<'_>,
-        sql: &Bound<'_, PyAny>,
-        params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        sess_run(py, &self.sess, sql, params, Out::Dicts)
-    }
-
-    #[pyo3(signature = (stmt, params=None))]
-    fn iterate(
-        &self,
-        py: Python<'_>,
-        stmt: &Bound<'_, PyAny>,
-        params: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<RowIterator> {
-        sess_iterate(py, &self.sess, stmt, params)
-    }
-}
+});
 
 // ---------------------------------------------------------------------
 // RowIterator
