@@ -1195,6 +1195,11 @@ unsafe fn collect(
             let mut ncols: c_int = -1;
             let mut rows: Vec<*mut pyffi::PyObject> = Vec::new();
             loop {
+                // Let Ctrl-C (and other signal handlers) stop a long read.
+                if rows.len() % 4096 == 4095 && pyffi::PyErr_CheckSignals() != 0 {
+                    rows.into_iter().for_each(|r| pyffi::Py_DecRef(r));
+                    return Err(PyErr::fetch(py));
+                }
                 match step_batched(stmt, rows.len()) {
                     ffi::SQLITE_ROW => match row_tuple(py, stmt, {
                         if ncols < 0 {

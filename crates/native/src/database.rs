@@ -850,6 +850,9 @@ fn executemany_on(
     })?;
     for (i, params) in iter.enumerate() {
         let params = params?;
+        if i % 4096 == 4095 && unsafe { pyo3::ffi::PyErr_CheckSignals() } != 0 {
+            return Err(PyErr::fetch(py)); // Ctrl-C: the transaction rolls back
+        }
         match unsafe { conn::run(py, conn.handle(), p.stmt, Some(&params), p.names, Out::Exec) } {
             Ok(Produced::Exec {
                 changes: c,
