@@ -1098,6 +1098,11 @@ pub unsafe fn row_dict<'py>(
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Out {
     Exec,
+    /// Parameter set `n` of an executemany: the statement runs inside a
+    /// transaction that already holds the write lock, so its step never
+    /// waits on other connections; the GIL is released every 32nd set
+    /// only (as for the rows of a multi-row read).
+    ExecMany(usize),
     One,
     All,
     Dicts,
@@ -1146,10 +1151,16 @@ unsafe fn collect(
     out: Out,
 ) -> PyResult<Produced> {
     match out {
-        Out::Exec => {
+        Out::Exec | Out::ExecMany(_) => {
             let before = ffi::sqlite3_total_changes64(db);
+            let mut first = true;
             loop {
-                match step_nogil(stmt) {
+                let rc = match out {
+                    Out::ExecMany(n) if first => step_batched(stmt, n),
+                    _ => step_nogil(stmt),
+                };
+                first = false;
+                match rc {
                     ffi::SQLITE_ROW => continue,
                     ffi::SQLITE_DONE => break,
                     _ => return Err(step_error(py, db, stmt)),

@@ -853,7 +853,16 @@ fn executemany_on(
         if i % 4096 == 4095 && unsafe { pyo3::ffi::PyErr_CheckSignals() } != 0 {
             return Err(PyErr::fetch(py)); // Ctrl-C: the transaction rolls back
         }
-        match unsafe { conn::run(py, conn.handle(), p.stmt, Some(&params), p.names, Out::Exec) } {
+        match unsafe {
+            conn::run(
+                py,
+                conn.handle(),
+                p.stmt,
+                Some(&params),
+                p.names,
+                Out::ExecMany(i),
+            )
+        } {
             Ok(Produced::Exec {
                 changes: c,
                 lastrowid: l,
