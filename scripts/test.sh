@@ -17,7 +17,7 @@ echo "== ruff / mypy"
 "$VENV/bin/mypy"
 
 echo "== honker's SQLite extension from the registry (for the interop tests)"
-HONKER_EXT_PATH="$(sh tests/build_honker_ext.sh | tail -n 1)"
+HONKER_EXT_PATH="$(sh scripts/build_honker_ext.sh | tail -n 1)"
 export HONKER_EXT_PATH
 
 echo "== pytest (against the installed wheel)"

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import collections
 
-from primitives_helpers import (  # noqa: F401 - fixtures
-    db_fixture,
-    db_path_fixture,
+from primitives_helpers import (
     dead_rows,
     finish,
     kill9,

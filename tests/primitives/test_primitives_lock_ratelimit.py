@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from alkdev_storage.primitives import LeadershipLost, Lock, LockHeld
-from primitives_helpers import db_fixture, db_path_fixture  # noqa: F401 - fixtures
 
 
 def test_lock_context_manager_and_lock_held(db) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,6 @@ import time
 import pytest
 
 from alkdev_storage.primitives import Event, Stream, StreamSubscription
-from primitives_helpers import db_fixture, db_path_fixture  # noqa: F401 - fixtures
 
 
 def test_publish_returns_offsets_and_replay(db) -> None:  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
 """Interop with honker's own SQLite extension on one file.
 
 A plain apsw connection loads honker's loadable extension (the registry
-package ``honker-extension``, built by tests/build_honker_ext.sh) and calls
+package ``honker-extension``, built by scripts/build_honker_ext.sh) and calls
 honker's SQL functions; this API must see what it writes, and the reverse.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 import alkdev_storage
 from alkdev_storage.primitives import LockHeld
-from primitives_helpers import db_fixture, db_path_fixture, honker_extension  # noqa: F401 - fixtures
+from primitives_helpers import honker_extension
 
 apsw = pytest.importorskip("apsw")
 
@@ -24,7 +24,7 @@ apsw = pytest.importorskip("apsw")
 def ext_path() -> str:
     path = honker_extension()
     if path is None:
-        msg = "honker's SQLite extension is not available (run tests/build_honker_ext.sh)"
+        msg = "honker's SQLite extension is not available (run scripts/build_honker_ext.sh)"
         if os.environ.get("ALKDEV_REQUIRE_INTEROP") == "1":
             pytest.fail(msg)  # scripts/test.sh builds it: never skip there
         pytest.skip(msg)

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Build honker's SQLite loadable extension (the registry package
-# `honker-extension`) for the interop tests in tests/test_primitives_interop.py.
+# `honker-extension`) for the interop tests in tests/primitives/test_primitives_interop.py.
 #
-#   sh tests/build_honker_ext.sh [OUT_DIR]      (default: target/honker-ext)
+#   sh scripts/build_honker_ext.sh [OUT_DIR]      (default: target/honker-ext)
 #
 # cargo fetches the package from the registry; it is built from cargo's
 # registry copy (nothing is copied into this repository) with its own

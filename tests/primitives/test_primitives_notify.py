@@ -10,7 +10,7 @@ import pytest
 
 import alkdev_storage
 from alkdev_storage.primitives import Listener, Notification
-from primitives_helpers import db_fixture, db_path_fixture, finish, spawn  # noqa: F401 - fixtures
+from primitives_helpers import finish, spawn
 
 
 def count_notifications(db, channel):  # type: ignore[no-untyped-def]

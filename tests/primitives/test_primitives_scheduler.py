@@ -19,7 +19,6 @@ from alkdev_storage.primitives import (
     crontab,
     every_s,
 )
-from primitives_helpers import db_fixture, db_path_fixture  # noqa: F401 - fixtures
 
 
 def test_expressions() -> None:

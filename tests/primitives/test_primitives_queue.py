@@ -11,7 +11,7 @@ import time
 import pytest
 
 from alkdev_storage.primitives import ClaimIterator, Job, Queue
-from primitives_helpers import db_fixture, db_path_fixture, dead_rows, live_count  # noqa: F401 - fixtures
+from primitives_helpers import dead_rows, live_count
 
 
 def test_enqueue_claim_ack(db) -> None:  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
-"""Shared helpers for tests/test_primitives_*.py.
+"""Shared helpers for tests/primitives/test_primitives_*.py.
 
 Imported by the tests (fixtures, process helpers) and run as a script for
-child-process roles: ``python tests/primitives_helpers.py <role> args...``.
+child-process roles: ``python tests/primitives/primitives_helpers.py <role> args...``.
 Every child prints JSON lines on stdout.
 """
 
@@ -19,31 +19,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-
-try:
-    import pytest
-except ImportError:  # children do not need pytest
-    pytest = None  # type: ignore[assignment]
-
-
-if pytest is not None:
-    # Test modules import these under their function names; pytest knows
-    # them by ``name`` (``db_path``, ``db``).
-    @pytest.fixture(name="db_path")
-    def db_path_fixture(tmp_path: Path) -> str:
-        return str(tmp_path / "prim.db")
-
-    @pytest.fixture(name="db")
-    def db_fixture(db_path: str):  # type: ignore[no-untyped-def]
-        import alkdev_storage
-
-        d = alkdev_storage.open(db_path)
-        try:
-            yield d
-        finally:
-            d.close()
-
+ROOT = HERE.parent.parent
 
 def spawn(role: str, *args: Any) -> subprocess.Popen[str]:
     """Start a child running ``role``; stdout is a pipe of JSON lines."""
@@ -99,7 +75,7 @@ def live_count(db: Any, queue: str) -> int:
 
 def honker_extension() -> str | None:
     """Path of honker's SQLite extension: $HONKER_EXT_PATH, else
-    target/honker-ext (built by tests/build_honker_ext.sh, which this runs
+    target/honker-ext (built by scripts/build_honker_ext.sh, which this runs
     if cargo is available). None if it cannot be had."""
     env = os.environ.get("HONKER_EXT_PATH")
     if env:
@@ -112,7 +88,7 @@ def honker_extension() -> str | None:
     if shutil.which("cargo") is None:
         return None
     r = subprocess.run(
-        ["sh", str(HERE / "build_honker_ext.sh"), str(out)],
+        ["sh", str(ROOT / "scripts" / "build_honker_ext.sh"), str(out)],
         capture_output=True,
         text=True,
         timeout=900,

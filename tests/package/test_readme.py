@@ -11,7 +11,7 @@ import pytest
 
 import alkdev_storage
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def blocks() -> list[str]:

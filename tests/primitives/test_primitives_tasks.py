@@ -17,7 +17,7 @@ from alkdev_storage.primitives import (
     run_task_blocking,
     run_workers,
 )
-from primitives_helpers import db_fixture, db_path_fixture, dead_rows, live_count  # noqa: F401 - fixtures
+from primitives_helpers import dead_rows, live_count
 
 
 @pytest.fixture(autouse=True)
