@@ -32,7 +32,7 @@ def ext_path() -> str:
 
 
 def connect(path: str, ext: str):  # type: ignore[no-untyped-def]
-    conn = apsw.Connection(path)
+    conn = apsw.Connection(str(path))
     conn.enable_load_extension(True)
     conn.load_extension(ext, "sqlite3_honkerext_init")
     conn.execute("PRAGMA busy_timeout = 5000")
