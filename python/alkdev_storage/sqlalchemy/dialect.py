@@ -101,13 +101,13 @@ class _BeginWriteCharacteristic(ConnectionCharacteristic):
     transactional = True
 
     def reset_characteristic(self, dialect: Any, dbapi_conn: Any) -> None:
-        dbapi_conn._begin_write_eagerly = False
+        dbapi_conn.begin_writes_eagerly = False
 
     def set_characteristic(self, dialect: Any, dbapi_conn: Any, value: Any) -> None:
-        dbapi_conn._begin_write_eagerly = bool(value)
+        dbapi_conn.begin_writes_eagerly = bool(value)
 
     def get_characteristic(self, dialect: Any, dbapi_conn: Any) -> Any:
-        return getattr(dbapi_conn, "_begin_write_eagerly", False)
+        return dbapi_conn.begin_writes_eagerly
 
 
 class HonkerCompiler(SQLiteCompiler):
@@ -286,7 +286,7 @@ class HonkerDialect(SQLiteDialect):
     # -- transactions -------------------------------------------------------
 
     def do_begin(self, dbapi_connection: Any) -> None:
-        if getattr(dbapi_connection, "_begin_write_eagerly", False):
+        if dbapi_connection.begin_writes_eagerly:
             dbapi_connection.write_transaction()
 
     def get_isolation_level_values(self, dbapi_connection: Any) -> list[Any]:

@@ -66,6 +66,7 @@ from sqlalchemy.sql.elements import _anonymous_label
 
 from alkdev_storage import _native
 from alkdev_storage import dbapi as _dbapi
+from alkdev_storage.dbapi.connection import How
 
 __all__ = ["PreparedQuery", "prepare"]
 
@@ -214,7 +215,6 @@ class PreparedQuery:
         compiled = statement.compile(dialect=dialect)
         self._compiled = compiled
         self.sql: str = compiled.string
-        self._is_dml = bool(compiled.isinsert or compiled.isupdate or compiled.isdelete)
         self._expanding = bool(compiled.post_compile_params or compiled.literal_execute_params)
         self._build_binder(compiled)
         self._build_results(statement, compiled)
@@ -387,7 +387,7 @@ class PreparedQuery:
 
     # -- running ---------------------------------------------------------------
 
-    def _run(self, conn: Any, params: dict[str, Any], how: str) -> tuple[Any, Session | None]:
+    def _run(self, conn: Any, params: dict[str, Any], how: How) -> tuple[Any, Session | None]:
         args = self._bind(params)
         if conn is None:
             db = self._database()
@@ -400,7 +400,7 @@ class PreparedQuery:
         dc, session = _dbapi_conn(conn)
         db = dc.database
         stmt, args = self._target(db, args)
-        return dc._run_prepared(stmt, args, how, self._is_dml or not stmt.readonly), session
+        return dc.run_prepared(stmt, args, how), session
 
     def _rows(self, raw: list[tuple[Any, ...]], session: Session | None) -> list[Any]:
         if self._entity is not None:
