@@ -65,6 +65,15 @@ class Shared:
             self.stmts = stmts = {}
         stmts[sql] = entry
 
+    def schema_committed(self) -> None:
+        """DDL committed through the driver: forget the cached entries and
+        make a reader load the new schema now. A reader reloads the schema
+        when it next begins a read, but some statements (PRAGMAs such as
+        ``foreign_key_list``) read the schema while they are *compiled*, so
+        a reader that compiles one first would answer from the old schema."""
+        self.invalidate()
+        self.db.fetchall(_LOAD_SCHEMA)
+
     def pin(self) -> None:
         """Reads must from now on see the writer-only objects."""
         if not self.pinned:
@@ -112,6 +121,10 @@ class Shared:
             self.pin()
         return out
 
+
+#: Any statement that reads the schema table makes the reader check the
+#: schema cookie (and reload a changed schema) when it runs.
+_LOAD_SCHEMA = "SELECT 1 FROM sqlite_schema LIMIT 0"
 
 _registry: dict[str, Shared] = {}
 _by_db: dict[int, Shared] = {}

@@ -209,7 +209,7 @@ class Connection:
         return snap
 
     def _end(self, commit: bool) -> None:
-        tx, snap = self._tx, self._snap
+        tx, snap, ddl = self._tx, self._snap, self._tx_ddl
         self._tx = self._snap = None
         self._sps.clear()
         self._sp_began = False
@@ -217,10 +217,13 @@ class Connection:
         if snap is not None:
             snap.close()
         if tx is not None:
-            if self._shared.writer_thread == threading.get_ident():
-                self._shared.writer_thread = 0
+            shared = self._shared
+            if shared.writer_thread == threading.get_ident():
+                shared.writer_thread = 0
             if commit:
                 tx.commit()  # a failed COMMIT rolls back and frees the writer
+                if ddl:
+                    shared.schema_committed()
             else:
                 tx.rollback()
 
@@ -294,11 +297,13 @@ class Connection:
     def _schema_changed(self, temp: bool) -> None:
         """DDL or TEMP objects ran through this connection."""
         shared = self._shared
-        shared.invalidate()
         if temp:
             shared.pin()
         if self._tx is not None:
+            shared.invalidate()
             self._tx_ddl = True
+        else:  # autocommit: committed already
+            shared.schema_committed()
 
     def _writer_read(self, stmt: Any, params: Any) -> list[Any]:
         """A read outside any transaction of ours that must see writer-only
