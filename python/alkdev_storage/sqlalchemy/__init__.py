@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session as _Session
 
 from alkdev_storage import _native
 from alkdev_storage import dbapi as _dbapi
+from alkdev_storage.database import Database
 from alkdev_storage.sqlalchemy.dialect import HonkerDialect
 from alkdev_storage.sqlalchemy.prepared import PreparedQuery, prepare
 
@@ -64,11 +65,11 @@ __all__ = [
 ]
 
 
-def create_engine(database: str | os.PathLike[str] | _native.Database, **kwargs: Any) -> _sa.Engine:
+def create_engine(database: str | os.PathLike[str] | Database, **kwargs: Any) -> _sa.Engine:
     """``sqlalchemy.create_engine`` for a database file path or an open
     :class:`alkdev_storage.Database` (which the engine then shares and never
     closes). Keyword arguments go to :func:`sqlalchemy.create_engine`."""
-    if isinstance(database, _native.Database):
+    if isinstance(database, Database):
         connect_args = dict(kwargs.pop("connect_args", {}) or {})
         connect_args["database"] = database
         return _sa.create_engine(
@@ -136,12 +137,13 @@ def honker_tx(conn: Any) -> _native.Transaction:
     return dc.write_transaction()
 
 
-def honker_database(obj: Any) -> _native.Database:
+def honker_database(obj: Any) -> Database:
     """The shared :class:`alkdev_storage.Database` behind an Engine,
     Connection, Session or DB-API connection (for ``queue()``, ``stream()``,
     ``listen()``, ``notify()``...). It stays open while the engine's pool
-    holds connections to it."""
-    if isinstance(obj, _native.Database):
+    holds connections to it; a Database from :func:`alkdev_storage.open` on
+    the same file works with it interchangeably (Statements, Transactions)."""
+    if isinstance(obj, Database):
         return obj
     if isinstance(obj, _dbapi.Connection):
         return obj.database

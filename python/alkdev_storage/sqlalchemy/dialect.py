@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import exc, pool, util
@@ -113,11 +114,11 @@ class _BeginWriteCharacteristic(ConnectionCharacteristic):
 class HonkerCompiler(SQLiteCompiler):
     """SQLite's compiler; ``a // b`` on non-integers without ``floor()``.
 
-    The stock driver registers a Python ``floor()`` on every connection;
-    this SQLite build has no math functions, so floor division of
+    The stock driver registers a Python ``floor()`` on every connection.
+    When the SQLite library has the math functions (the bundled one does),
+    its ``floor()`` is used, as SQLAlchemy does; otherwise floor division of
     non-integers is rendered with core SQL (the dividend expression is
-    evaluated once, in a scalar subquery). When the SQLite library has
-    ``floor()`` it is used, as SQLAlchemy does.
+    evaluated once, in a scalar subquery).
     """
 
     def visit_floordiv_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
@@ -125,7 +126,8 @@ class HonkerCompiler(SQLiteCompiler):
             binary.right.type._type_affinity is sqltypes.Integer
             and binary.left.type._type_affinity is sqltypes.Integer
         ):
-            return str(super().visit_floordiv_binary(binary, operator, **kw))  # type: ignore[no-untyped-call]
+            parent: Callable[..., Any] = super().visit_floordiv_binary  # untyped upstream
+            return str(parent(binary, operator, **kw))
         quotient = self.process(binary.left, **kw) + " / " + self.process(binary.right, **kw)
         return (
             f"(SELECT CAST(v AS INTEGER) - (v < CAST(v AS INTEGER)) FROM (SELECT {quotient} AS v))"
@@ -193,7 +195,7 @@ class HonkerDialect(SQLiteDialect):
         return pool.QueuePool
 
     def _get_server_version_info(self, connection: Any) -> Any:
-        return self.dbapi.sqlite_version_info  # type: ignore[union-attr]
+        return self.loaded_dbapi.sqlite_version_info
 
     def _get_default_schema_name(self, connection: Any) -> str:
         return "main"

@@ -54,6 +54,7 @@ Decisions
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,9 +65,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm import attributes as orm_attributes
 from sqlalchemy.sql.elements import _anonymous_label
 
-from alkdev_storage import _native
 from alkdev_storage import dbapi as _dbapi
+from alkdev_storage.database import Database
 from alkdev_storage.dbapi.connection import How
+from alkdev_storage.errors import InterfaceError
 
 __all__ = ["PreparedQuery", "prepare"]
 
@@ -87,7 +89,7 @@ def _dialect_for(bind: Any) -> tuple[Any, Any]:
                 f"{bind.dialect.driver}"
             )
         return bind.dialect, bind
-    if isinstance(bind, (_native.Database, _dbapi.Connection)):
+    if isinstance(bind, (Database, _dbapi.Connection)):
         return _default_dialect(), bind
     raise exc.ArgumentError(
         "prepare() needs an Engine, Connection or Session of sqlite+honker, a Database "
@@ -110,7 +112,7 @@ def _default_dialect() -> Any:
     return _default
 
 
-def _database_of(source: Any) -> _native.Database:
+def _database_of(source: Any) -> Database:
     from alkdev_storage.sqlalchemy import honker_database
 
     return honker_database(source)
@@ -219,9 +221,9 @@ class PreparedQuery:
         self._build_binder(compiled)
         self._build_results(statement, compiled)
         db = _database_of(source)
-        self._db: _native.Database = db
+        self._db: Database = db
         self._stmt: Any = None if self._expanding else db.prepare(self.sql)
-        self._others: dict[int, tuple[_native.Database, Any]] = {}
+        self._others: dict[int, tuple[Database, Any]] = {}
         self._expanded: dict[str, Any] = {}
         if self._stmt is not None:
             self._returns_rows = bool(self._stmt.columns)
@@ -279,7 +281,7 @@ class PreparedQuery:
         self._param_set = frozenset(names)
         self._required = frozenset(k for k, d, _ in plan if d is _MISSING)
         self._plan = plan
-        self._binder = _codegen_binder(plan)
+        self._binder: Callable[[dict[str, Any]], tuple[Any, ...]] = _codegen_binder(plan)
 
     def _build_results(self, statement: Any, compiled: Any) -> None:
         dialect = self._dialect
@@ -335,7 +337,7 @@ class PreparedQuery:
     def _bind(self, params: dict[str, Any]) -> tuple[Any, ...]:
         try:
             if params.keys() <= self._param_set:
-                return self._binder(params)  # type: ignore[no-any-return]
+                return self._binder(params)
         except KeyError:
             pass
         unknown = sorted(params.keys() - self._param_set)
@@ -349,7 +351,7 @@ class PreparedQuery:
             f"missing value for parameter(s) {', '.join(missing)} of prepared query"
         )
 
-    def _target(self, db: _native.Database, args: Any) -> tuple[Any, Any]:
+    def _target(self, db: Database, args: Any) -> tuple[Any, Any]:
         """(native Statement or SQL text, positional args) for ``db``."""
         if self._expanding:
             return self._expand(db, args)
@@ -362,7 +364,7 @@ class PreparedQuery:
                 self._others[id(db)] = hit
         return hit[1], args
 
-    def _expand(self, db: _native.Database, args: Any) -> tuple[Any, Any]:
+    def _expand(self, db: Database, args: Any) -> tuple[Any, Any]:
         compiled = self._compiled
         params = dict(zip(compiled.positiontup, args, strict=True))
         state = compiled.construct_expanded_state(params)
@@ -375,7 +377,7 @@ class PreparedQuery:
             self._expanded[sql] = st
         return st[1], tuple(state.positional_parameters)
 
-    def _database(self) -> _native.Database:
+    def _database(self) -> Database:
         db = self._db
         if db.closed:
             db = _database_of(self._source)
@@ -503,7 +505,7 @@ class PreparedQuery:
             "_stmt": self._stmt,
             "_fetchone": self._db.fetchone,
             "_fetchall": self._db.fetchall,
-            "_InterfaceError": _native.InterfaceError,
+            "_InterfaceError": InterfaceError,
             "_Row": Row,
             "_meta": self._meta,
             "_procs": self._procs,
@@ -537,7 +539,6 @@ class PreparedQuery:
             one_row = "_Row(_meta, _procs, _k2i, raw)"
             many_rows = "[_Row(_meta, _procs, _k2i, r) for r in raw]"
             scalar_row = "(_p0(raw[0]) if _p0 is not None else raw[0])"
-        fetch_one = "_fetchone" if self.unique else "_fetchall"
         src = []
 
         def fn(name: str, fetch: str, body: list[str]) -> None:
@@ -579,7 +580,6 @@ class PreparedQuery:
                     f"return {one_row}",
                 ],
             )
-        del fetch_one
         exec("\n".join(src), ns)
         for name in ("one", "first", "all", "scalar", "one_or_none"):
             if name in ns:
