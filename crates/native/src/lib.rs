@@ -13,6 +13,7 @@ mod conn;
 mod database;
 mod errors;
 mod functions;
+mod payload;
 mod pool;
 mod session;
 mod watch;
@@ -58,6 +59,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sqlite_version, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(cron_next_after, m)?)?;
+    m.add_function(wrap_pyfunction!(payload::encode_payload, m)?)?;
     m.add("sqlite_version_number", rusqlite::version_number())?;
     Ok(())
 }
