@@ -184,7 +184,9 @@ fn reader_pool_waits_for_another_thread_and_reports_open_errors() {
     // A failed open gives its slot back.
     let empty: ReaderPool<Fake> = ReaderPool::new(1);
     assert_eq!(
-        empty.acquire(&Plain, None, || Err::<Fake, _>("cannot open")).map(|_| ()),
+        empty
+            .acquire(&Plain, None, || Err::<Fake, _>("cannot open"))
+            .map(|_| ()),
         Err(PoolError::Open("cannot open"))
     );
     assert_eq!(empty.open_count(), 0);

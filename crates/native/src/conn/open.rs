@@ -1,0 +1,98 @@
+//! Opening the writer and the readers: PRAGMAs, honker's SQL functions,
+//! and the read-only guards of readers.
+
+use super::Conn;
+use rusqlite::ffi;
+
+/// `honker_core::open_conn` with one difference: SQLITE_OPEN_NO_MUTEX. A
+/// Conn is only ever used by the one thread that holds it (writer slot,
+/// reader pool, session), so SQLite's per-connection mutex — taken on every
+/// API call, including each column read — is pure overhead. Same PRAGMA
+/// defaults, applied by honker-core.
+fn open_conn(path: &str) -> Result<rusqlite::Connection, honker_core::Error> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    honker_core::apply_default_pragmas(&conn)?;
+    Ok(conn)
+}
+
+/// honker's SQL functions that write, with their arities.
+const WRITING_FUNCTIONS: &[(&str, i32)] = &[
+    ("notify", 2),
+    ("honker_bootstrap", 0),
+    ("honker_claim_batch", 4),
+    ("honker_ack_batch", 2),
+    ("honker_sweep_expired", 1),
+    ("honker_lock_acquire", 3),
+    ("honker_lock_release", 2),
+    ("honker_lock_renew", 3),
+    ("honker_rate_limit_try", 3),
+    ("honker_rate_limit_sweep", 1),
+    ("honker_scheduler_register", 6),
+    ("honker_scheduler_register", 7),
+    ("honker_scheduler_unregister", 1),
+    ("honker_scheduler_tick", 1),
+    ("honker_scheduler_pause", 1),
+    ("honker_scheduler_resume", 1),
+    ("honker_scheduler_update", 6),
+    ("honker_scheduler_update", 8),
+    ("honker_result_save", 3),
+    ("honker_result_sweep", 0),
+    ("honker_enqueue", 7),
+    ("honker_ack", 2),
+    ("honker_retry", 4),
+    ("honker_fail", 3),
+    ("honker_heartbeat", 3),
+    ("honker_cancel", 1),
+    ("honker_stream_publish", 3),
+    ("honker_stream_save_offset", 3),
+];
+
+/// On readers, replace honker's writing SQL functions with ones that fail
+/// at once with SQLite's read-only error. Some of the real ones swallow the
+/// `query_only` error of their inner statements and return 0, which would
+/// look like "no such job" instead of sending the statement to the writer;
+/// this error is what the session recognises to re-run it there.
+fn disable_writing_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    for &(name, n) in WRITING_FUNCTIONS {
+        conn.create_scalar_function(name, n, FunctionFlags::SQLITE_UTF8, |_ctx| {
+            Err::<i64, _>(rusqlite::Error::SqliteFailure(
+                ffi::Error::new(ffi::SQLITE_READONLY),
+                Some("attempt to write a readonly database".into()),
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+impl Conn {
+    /// The writer: honker's PRAGMA defaults, `notify()` and every
+    /// `honker_*` SQL function.
+    pub fn open_writer(path: &str) -> Result<Conn, honker_core::Error> {
+        let conn = open_conn(path)?;
+        honker_core::attach_notify(&conn)?;
+        honker_core::attach_honker_functions(&conn)?;
+        Ok(Conn::wrap(conn))
+    }
+
+    /// A reader: same PRAGMAs, the honker functions registered (so reading
+    /// ones such as `honker_get_job` work) and `query_only` on, so a write
+    /// sent to a reader fails instead of bypassing the writer slot.
+    pub fn open_reader(path: &str) -> Result<Conn, honker_core::Error> {
+        let conn = open_conn(path)?;
+        honker_core::attach_notify(&conn)?;
+        honker_core::attach_honker_functions(&conn)?;
+        disable_writing_functions(&conn)?;
+        conn.execute_batch("PRAGMA query_only = 1;")?;
+        let mut c = Conn::wrap(conn);
+        c.shm = c.map_shm();
+        Ok(c)
+    }
+}
