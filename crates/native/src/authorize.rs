@@ -4,7 +4,7 @@
 //! ours on another connection — and every other statement never pay for
 //! it. The rules themselves are in `classify.rs`.
 
-use crate::classify::{self, Classification, Events, Probe, Verdict};
+use alkdev_storage_core::classify::{self, Classification, Events, Probe, Verdict};
 use parking_lot::Mutex;
 use rusqlite::ffi;
 use std::collections::HashMap;
@@ -18,10 +18,19 @@ pub struct Classified {
     /// SQLite applies those while compiling, so it is compiled where it runs).
     pub stmt: *mut ffi::sqlite3_stmt,
     pub class: Classification,
-    /// Result column names.
-    pub columns: Vec<String>,
-    /// `sqlite3_column_decltype` of each result column.
-    pub decltypes: Vec<Option<String>>,
+}
+
+impl Classified {
+    /// Result column names and `sqlite3_column_decltype` of each (for a
+    /// statement compiled without its handle: from the scratch connection).
+    pub fn shape(&self, sql: &str) -> (Vec<String>, Vec<Option<String>>) {
+        if self.stmt.is_null() && self.class.info.kind == classify::Kind::Connection {
+            scratch_shape(sql)
+        } else {
+            // SAFETY: a handle this struct was built with, still alive.
+            unsafe { shape(self.stmt) }
+        }
+    }
 }
 
 fn opt_str<'a>(p: *const c_char) -> Option<&'a str> {
@@ -70,7 +79,6 @@ unsafe extern "C" fn authorizer(
 pub unsafe fn prepare_classified<E>(
     db: *mut ffi::sqlite3,
     prepare: impl Fn() -> Result<*mut ffi::sqlite3_stmt, E>,
-    sql: &str,
     runs_here: bool,
 ) -> Result<Classified, E> {
     let mut ev = Events::default();
@@ -83,7 +91,6 @@ pub unsafe fn prepare_classified<E>(
         Some(p) if p.has_value => Some(!probe.pragma_is_query(&p.name)),
         _ => None,
     };
-    let mut shape_from_scratch = false;
     if let Some(is_setting) = setting {
         // Compiled to nothing (Verdict::Ignore): compile it for real where
         // that is harmless (a query pragma) or intended (it runs here).
@@ -91,24 +98,12 @@ pub unsafe fn prepare_classified<E>(
         stmt = ptr::null_mut();
         if !is_setting || runs_here {
             stmt = prepare()?;
-        } else {
-            shape_from_scratch = true;
         }
         probe.stmt = stmt;
     }
     let readonly = !stmt.is_null() && ffi::sqlite3_stmt_readonly(stmt) != 0;
     let class = classify::classify(&ev, readonly, &mut probe);
-    let (columns, decltypes) = if shape_from_scratch {
-        scratch_shape(sql)
-    } else {
-        shape(stmt)
-    };
-    Ok(Classified {
-        stmt,
-        class,
-        columns,
-        decltypes,
-    })
+    Ok(Classified { stmt, class })
 }
 
 /// Column names and declared types of a compiled statement.
@@ -241,7 +236,7 @@ fn scratch_shape(sql: &str) -> (Vec<String>, Vec<Option<String>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{action, Control, Kind};
+    use alkdev_storage_core::classify::{action, Control, Kind};
 
     #[test]
     fn action_codes_match_sqlite() {
@@ -314,7 +309,7 @@ mod tests {
                 Err(rc)
             }
         };
-        unsafe { prepare_classified(h, prepare, sql, runs_here) }.unwrap()
+        unsafe { prepare_classified(h, prepare, runs_here) }.unwrap()
     }
 
     fn kind_of(db: &rusqlite::Connection, sql: &str) -> (Kind, Classified) {
@@ -359,10 +354,12 @@ mod tests {
         );
         let (_, cl) = kind_of(c, "SELECT x FROM tt");
         assert!(cl.class.info.uses_temp);
-        let (_, cl) = kind_of(c, "SELECT a, b, 1 FROM t");
-        assert_eq!(cl.columns, ["a", "b", "1"]);
+        let cl = classified(c, "SELECT a, b, 1 FROM t", false);
+        let (columns, decltypes) = cl.shape("SELECT a, b, 1 FROM t");
+        unsafe { ffi::sqlite3_finalize(cl.stmt) };
+        assert_eq!(columns, ["a", "b", "1"]);
         assert_eq!(
-            cl.decltypes,
+            decltypes,
             [Some("INTEGER".to_string()), Some("TEXT".to_string()), None]
         );
     }
@@ -379,7 +376,8 @@ mod tests {
         assert_eq!(on, 1, "classifying must not switch query_only off");
         // Its result shape still comes through.
         let cl = classified(c, "PRAGMA journal_mode = wal", false);
-        assert_eq!(cl.columns, ["journal_mode"]);
+        assert!(cl.stmt.is_null());
+        assert_eq!(cl.shape("PRAGMA journal_mode = wal").0, ["journal_mode"]);
         // Compiled where it runs: SQLite applies it while compiling.
         let cl = classified(c, "PRAGMA query_only = 0", true);
         assert!(!cl.stmt.is_null());

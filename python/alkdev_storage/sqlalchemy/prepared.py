@@ -65,6 +65,7 @@ from sqlalchemy.orm import attributes as orm_attributes
 from sqlalchemy.sql.elements import _anonymous_label
 
 from alkdev_storage import _native
+from alkdev_storage import errors as _errors
 from alkdev_storage import dbapi as _dbapi
 
 __all__ = ["PreparedQuery", "prepare"]
@@ -503,7 +504,7 @@ class PreparedQuery:
             "_stmt": self._stmt,
             "_fetchone": self._db.fetchone,
             "_fetchall": self._db.fetchall,
-            "_InterfaceError": _native.InterfaceError,
+            "_InterfaceError": _errors.InterfaceError,
             "_Row": Row,
             "_meta": self._meta,
             "_procs": self._procs,

@@ -1,6 +1,7 @@
 //! The one JSON payload codec: every payload written by this package
 //! (notifications, jobs, stream events, schedules, results) is encoded by
-//! [`encode`], exposed to Python as `_native.encode_payload`.
+//! [`encode`], exposed to Python as `_native.encode_payload`; and the
+//! arguments of honker's `notify(channel, payload)`.
 //!
 //! Compact (`,` and `:` separators) and strict: NaN and the infinities are
 //! refused, since they are not JSON and other honker bindings cannot parse
@@ -8,10 +9,35 @@
 //! reference, NaN, too deep a nesting) is a `TypeError` naming the
 //! payload's type, raised before anything is written.
 
-use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+/// The SQL that inserts one notification.
+pub const NOTIFY_SQL: &str = "SELECT notify(?1, ?2)";
+
+pub fn notify_args(
+    py: Python<'_>,
+    channel: &Bound<'_, PyAny>,
+    payload: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyTuple>> {
+    let ch = channel.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "channel must be a str, not '{}'",
+            channel
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    if ch.to_str()?.is_empty() {
+        return Err(PyValueError::new_err("channel must not be empty"));
+    }
+    let text = encode(py, payload, "payload")?;
+    Ok(PyTuple::new(py, [ch.as_any(), &text])?.unbind())
+}
 
 static ENCODE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 

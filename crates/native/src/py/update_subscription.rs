@@ -1,7 +1,7 @@
 //! Wake-ups from honker-core's shared update watcher: one PRAGMA
 //! data_version poll thread per Database, any number of subscribers.
 
-use crate::database::{Database, DbInner};
+use crate::engine::DbInner;
 use crate::errors;
 use honker_core::SharedUpdateWatcher;
 use parking_lot::Mutex;
@@ -52,7 +52,7 @@ impl UpdateSubscription {
             Ok(()) => Ok(true),
             Err(RecvTimeoutError::Timeout) => Ok(false),
             Err(RecvTimeoutError::Disconnected) => {
-                if self.db.closed.load(std::sync::atomic::Ordering::Acquire) {
+                if self.db.is_closed() {
                     Err(errors::closed())
                 } else {
                     Err(errors::InterfaceError::new_err(
@@ -76,8 +76,8 @@ impl Drop for UpdateSubscription {
     }
 }
 
-pub fn subscribe(db: &Database) -> PyResult<UpdateSubscription> {
-    let inner = db.inner.clone();
+pub fn subscribe(db: &Arc<DbInner>) -> PyResult<UpdateSubscription> {
+    let inner = db.clone();
     let watcher = inner.shared_watcher()?;
     let (id, rx) = watcher.subscribe();
     Ok(UpdateSubscription {
