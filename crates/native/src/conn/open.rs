@@ -3,6 +3,7 @@
 
 use super::Conn;
 use rusqlite::ffi;
+use std::time::Duration;
 
 /// `honker_core::open_conn` with one difference: SQLITE_OPEN_NO_MUTEX. A
 /// Conn is only ever used by the one thread that holds it (writer slot,
@@ -75,23 +76,24 @@ fn disable_writing_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()
 impl Conn {
     /// The writer: honker's PRAGMA defaults, `notify()` and every
     /// `honker_*` SQL function.
-    pub fn open_writer(path: &str) -> Result<Conn, honker_core::Error> {
+    /// `timeout` bounds SQLite's busy waits (see `busy`).
+    pub fn open_writer(path: &str, timeout: Duration) -> Result<Conn, honker_core::Error> {
         let conn = open_conn(path)?;
         honker_core::attach_notify(&conn)?;
         honker_core::attach_honker_functions(&conn)?;
-        Ok(Conn::wrap(conn))
+        Ok(Conn::wrap(conn, timeout))
     }
 
     /// A reader: same PRAGMAs, the honker functions registered (so reading
     /// ones such as `honker_get_job` work) and `query_only` on, so a write
     /// sent to a reader fails instead of bypassing the writer slot.
-    pub fn open_reader(path: &str) -> Result<Conn, honker_core::Error> {
+    pub fn open_reader(path: &str, timeout: Duration) -> Result<Conn, honker_core::Error> {
         let conn = open_conn(path)?;
         honker_core::attach_notify(&conn)?;
         honker_core::attach_honker_functions(&conn)?;
         disable_writing_functions(&conn)?;
         conn.execute_batch("PRAGMA query_only = 1;")?;
-        let mut c = Conn::wrap(conn);
+        let mut c = Conn::wrap(conn, timeout);
         c.shm = c.map_shm();
         Ok(c)
     }
