@@ -146,11 +146,18 @@ class Database:
         self,
         path: str | PathLike[str],
         *,
-        max_readers: int = 8,
+        max_readers: int | None = None,
         watcher_poll_interval_ms: float | None = None,
+        timeout: float | None = None,
     ) -> None: ...
     @property
     def path(self) -> str: ...
+    @property
+    def timeout(self) -> float:
+        """Seconds any wait for a connection may last (default 5.0)."""
+    @property
+    def shared_handles(self) -> int:
+        """Open Database objects on this file's engine in this process."""
     @property
     def max_readers(self) -> int: ...
     @property

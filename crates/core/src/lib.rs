@@ -7,6 +7,7 @@
 //! * [`pool`]: the single writer slot and the bounded reader pool,
 //!   generic over the connection type and over how a thread waits
 //!   (the native crate waits with the GIL released);
+//! * [`registry`]: one engine per database file per process;
 //! * [`classify`]: statement classification (where a statement runs),
 //!   from the actions SQLite reports while compiling it.
 //!
@@ -16,4 +17,5 @@
 pub mod classify;
 pub mod codes;
 pub mod pool;
+pub mod registry;
 pub mod walindex;

@@ -22,6 +22,12 @@ pyo3::import_exception!(alkdev_storage.errors, ProgrammingError);
 /// Class selection follows the stdlib `sqlite3` module so code written for it
 /// catches the same classes.
 pub fn sqlite_error(py: Python<'_>, code: i32, msg: &str) -> PyErr {
+    if code & 0xff == ffi::SQLITE_BUSY {
+        // A Ctrl-C that ended a busy wait: raise it instead.
+        if let Some(interrupt) = crate::conn::busy::take_interrupt() {
+            return interrupt;
+        }
+    }
     let msg = msg.to_string();
     let err = match error_class(code) {
         ErrorClass::NoMemory => return PyMemoryError::new_err(msg),

@@ -7,6 +7,7 @@
 //! rows and stepping (the per-statement hot path) take raw handles and live
 //! at the crate root (`bind`, `rows`, `exec`, `gil`).
 
+pub mod busy;
 mod control;
 mod open;
 mod script;
@@ -67,6 +68,8 @@ pub struct Conn {
     /// Generation of the Database's user-defined functions registered here.
     pub func_gen: u64,
     pub conn: rusqlite::Connection,
+    /// The busy handler's state: dropped after `conn` has closed.
+    _busy: Box<busy::Busy>,
 }
 
 // SAFETY: a Conn is only ever used by one thread at a time (it is moved in
@@ -125,8 +128,11 @@ impl PrepareError {
 }
 
 impl Conn {
-    fn wrap(conn: rusqlite::Connection) -> Conn {
+    fn wrap(conn: rusqlite::Connection, timeout: std::time::Duration) -> Conn {
         let db = unsafe { conn.handle() };
+        let busy = busy::Busy::new(timeout);
+        // SAFETY: the box is a field after `conn`, so it outlives it.
+        unsafe { busy.install(&conn) };
         Conn {
             db,
             slots: Vec::new(),
@@ -138,6 +144,7 @@ impl Conn {
             holder: 0,
             func_gen: 0,
             conn,
+            _busy: busy,
         }
     }
 

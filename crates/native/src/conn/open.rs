@@ -4,6 +4,7 @@
 use super::Conn;
 use alkdev_storage_core::classify::WRITING_FUNCTIONS;
 use rusqlite::ffi;
+use std::time::Duration;
 
 /// `honker_core::open_conn` with one difference: SQLITE_OPEN_NO_MUTEX. A
 /// Conn is only ever used by the one thread that holds it (writer slot,
@@ -44,11 +45,12 @@ fn disable_writing_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()
 impl Conn {
     /// The writer: honker's PRAGMA defaults, `notify()` and every
     /// `honker_*` SQL function.
-    pub fn open_writer(path: &str) -> Result<Conn, honker_core::Error> {
+    /// `timeout` bounds SQLite's busy waits (see `busy`).
+    pub fn open_writer(path: &str, timeout: Duration) -> Result<Conn, honker_core::Error> {
         let conn = open_conn(path)?;
         honker_core::attach_notify(&conn)?;
         honker_core::attach_honker_functions(&conn)?;
-        let mut c = Conn::wrap(conn);
+        let mut c = Conn::wrap(conn, timeout);
         c.writer = true;
         Ok(c)
     }
@@ -56,13 +58,13 @@ impl Conn {
     /// A reader: same PRAGMAs, the honker functions registered (so reading
     /// ones such as `honker_get_job` work) and `query_only` on, so a write
     /// sent to a reader fails instead of bypassing the writer slot.
-    pub fn open_reader(path: &str) -> Result<Conn, honker_core::Error> {
+    pub fn open_reader(path: &str, timeout: Duration) -> Result<Conn, honker_core::Error> {
         let conn = open_conn(path)?;
         honker_core::attach_notify(&conn)?;
         honker_core::attach_honker_functions(&conn)?;
         disable_writing_functions(&conn)?;
         conn.execute_batch("PRAGMA query_only = 1;")?;
-        let mut c = Conn::wrap(conn);
+        let mut c = Conn::wrap(conn, timeout);
         c.shm = c.map_shm();
         Ok(c)
     }

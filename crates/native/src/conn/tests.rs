@@ -1,11 +1,13 @@
 use super::*;
 
+const T: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[test]
 fn prepare_rejects_trailing_statements_and_empty_sql() {
     let dir = std::env::temp_dir().join(format!("alk-conn-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("t.db");
-    let c = Conn::open_writer(path.to_str().unwrap()).unwrap();
+    let c = Conn::open_writer(path.to_str().unwrap(), T).unwrap();
     assert!(c.prepare_raw("SELECT 1; SELECT 2").is_err());
     assert!(c.prepare_raw("   ").is_err());
     let ok = c.prepare_raw("SELECT 1;  -- trailing comment").unwrap();
@@ -32,9 +34,9 @@ fn count(c: &Conn) -> i64 {
 #[test]
 fn reader_snapshot_is_reused_until_a_commit_then_refreshed() {
     let (dir, path) = temp_db("snap");
-    let w = Conn::open_writer(&path).unwrap();
+    let w = Conn::open_writer(&path, T).unwrap();
     w.conn.execute_batch("CREATE TABLE t(x)").unwrap();
-    let mut r = Conn::open_reader(&path).unwrap();
+    let mut r = Conn::open_reader(&path, T).unwrap();
     assert!(r.shm.is_some(), "the -shm header should be mapped");
     r.fresh_read();
     assert_eq!(count(&r), 0);
@@ -62,7 +64,7 @@ fn reader_snapshot_is_reused_until_a_commit_then_refreshed() {
 #[test]
 fn statements_are_finalized_before_the_connection_closes() {
     let (dir, path) = temp_db("fin");
-    let mut w = Conn::open_writer(&path).unwrap();
+    let mut w = Conn::open_writer(&path, T).unwrap();
     w.conn.execute_batch("CREATE TABLE t(x)").unwrap();
     let (s1, _) = w.stmt_for_sql("SELECT x FROM t", true).unwrap();
     let (s2, _) = w.stmt_for_sql("SELECT x FROM t", true).unwrap();

@@ -8,17 +8,17 @@ use super::snapshot::Snapshot;
 use super::statement::{statement_from, target, Statement};
 use super::transaction::Transaction;
 use super::update_subscription::{self, UpdateSubscription};
-use crate::conn::Conn;
-use crate::engine::DbInner;
+use crate::engine::{self, DbInner, Requested};
 use crate::errors;
 use crate::exec::Out;
-use crate::route::{self, add_note, Place, Target};
+use crate::route::{self, Place, Target};
 use crate::session::{Kind, Session};
 use honker_core::WatcherConfig;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +27,23 @@ use std::time::Duration;
 /// Safe to share between threads. Reads outside a transaction run on a
 /// reader; writes outside a transaction run on the writer in their own
 /// short `BEGIN IMMEDIATE` transaction.
+///
+/// Every `Database` object opened on one file in this process is a handle
+/// on the same engine (writer slot, reader pool, watcher, SQL functions):
+/// each handle has its own `closed` flag, and the engine closes when its
+/// last handle closes.
 #[pyclass(frozen, subclass, module = "alkdev_storage._native")]
 pub struct Database {
-    pub inner: Arc<DbInner>,
+    inner: Arc<DbInner>,
+    closed: AtomicBool,
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            engine::release_dropped(&self.inner);
+        }
+    }
 }
 
 fn validate_path(path: &str) -> PyResult<()> {
@@ -50,56 +64,69 @@ fn validate_path(path: &str) -> PyResult<()> {
 }
 
 impl Database {
+    /// The engine, if this handle and the engine are open.
+    #[inline]
     fn db(&self) -> PyResult<&Arc<DbInner>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(errors::closed());
+        }
         self.inner.check_open()?;
         Ok(&self.inner)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.inner.is_closed()
     }
 }
 
 #[pymethods]
 impl Database {
     #[new]
-    #[pyo3(signature = (path, *, max_readers=8, watcher_poll_interval_ms=None))]
+    #[pyo3(signature = (path, *, max_readers=None, watcher_poll_interval_ms=None, timeout=None))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
-        max_readers: i64,
+        max_readers: Option<i64>,
         watcher_poll_interval_ms: Option<f64>,
+        timeout: Option<f64>,
     ) -> PyResult<Self> {
         let path = path
             .to_str()
             .ok_or_else(|| PyValueError::new_err("database path must be valid UTF-8"))?
             .to_string();
         validate_path(&path)?;
-        if max_readers < 1 {
-            return Err(PyValueError::new_err(format!(
-                "max_readers must be at least 1, got {max_readers}"
-            )));
+        let mut req = Requested::default();
+        if let Some(m) = max_readers {
+            if m < 1 {
+                return Err(PyValueError::new_err(format!(
+                    "max_readers must be at least 1, got {m}"
+                )));
+            }
+            req.max_readers = Some(m as usize);
         }
-        let mut watcher_config = WatcherConfig::default();
         if let Some(ms) = watcher_poll_interval_ms {
             if !(ms.is_finite() && ms > 0.0) {
                 return Err(PyValueError::new_err(format!(
                     "watcher_poll_interval_ms must be a positive number, got {ms}"
                 )));
             }
-            watcher_config = watcher_config
-                .with_poll_interval(Duration::from_secs_f64(ms / 1000.0))
-                .map_err(PyValueError::new_err)?;
+            req.watcher = Some(
+                WatcherConfig::default()
+                    .with_poll_interval(Duration::from_secs_f64(ms / 1000.0))
+                    .map_err(PyValueError::new_err)?,
+            );
         }
-        let p2 = path.clone();
-        let writer = py.detach(move || Conn::open_writer(&p2)).map_err(|e| {
-            let err = errors::core_error(py, &e);
-            add_note(py, &err, format!("while opening database {path:?}"));
-            err
-        })?;
+        if let Some(t) = timeout {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(PyValueError::new_err(format!(
+                    "timeout must be a number of seconds >= 0, got {t}"
+                )));
+            }
+            req.timeout = Some(Duration::from_secs_f64(t));
+        }
         Ok(Database {
-            inner: Arc::new(DbInner::new(
-                path,
-                writer,
-                max_readers as usize,
-                watcher_config,
-            )),
+            inner: engine::open(py, path, req)?,
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -120,9 +147,22 @@ impl Database {
         self.inner.open_readers()
     }
 
+    /// True once this handle (or the engine, by its last handle) closed.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.is_closed()
+        self.is_closed()
+    }
+
+    /// The wait bound in seconds (writer slot, reader pool, SQLite busy wait).
+    #[getter]
+    fn timeout(&self) -> f64 {
+        self.inner.options.timeout.as_secs_f64()
+    }
+
+    /// Open handles (Database objects) on this file's engine in this process.
+    #[getter]
+    fn shared_handles(&self) -> usize {
+        self.inner.handle_count()
     }
 
     /// Compile `sql` into a reusable Statement. Invalid SQL raises here,
@@ -168,8 +208,9 @@ impl Database {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(stmt, &self.inner)?;
-        produced(py, route::execute(py, &self.inner, &t, params)?)
+        let db = self.db()?;
+        let t = target(stmt, db)?;
+        produced(py, route::execute(py, db, &t, params)?)
     }
 
     /// Run one statement for every parameter set, in one transaction: all
@@ -180,8 +221,9 @@ impl Database {
         stmt: &Bound<'_, PyAny>,
         seq_of_params: &Bound<'_, PyAny>,
     ) -> PyResult<ExecResult> {
-        let t = target(stmt, &self.inner)?;
-        route::executemany(py, &self.inner, &t, seq_of_params).map(ExecResult::from_parts)
+        let db = self.db()?;
+        let t = target(stmt, db)?;
+        route::executemany(py, db, &t, seq_of_params).map(ExecResult::from_parts)
     }
 
     /// First row as a tuple, or None.
@@ -192,8 +234,9 @@ impl Database {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(stmt, &self.inner)?;
-        produced(py, route::read(py, &self.inner, &t, params, Out::One)?)
+        let db = self.db()?;
+        let t = target(stmt, db)?;
+        produced(py, route::read(py, db, &t, params, Out::One)?)
     }
 
     /// All rows as a list of tuples.
@@ -204,8 +247,9 @@ impl Database {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(stmt, &self.inner)?;
-        produced(py, route::read(py, &self.inner, &t, params, Out::All)?)
+        let db = self.db()?;
+        let t = target(stmt, db)?;
+        produced(py, route::read(py, db, &t, params, Out::All)?)
     }
 
     /// honker-compatible: all rows as a list of dicts keyed by column name.
@@ -216,8 +260,9 @@ impl Database {
         sql: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(sql, &self.inner)?;
-        produced(py, route::read(py, &self.inner, &t, params, Out::Dicts)?)
+        let db = self.db()?;
+        let t = target(sql, db)?;
+        produced(py, route::read(py, db, &t, params, Out::Dicts)?)
     }
 
     /// Stream rows one at a time (bounded memory) from a reader.
@@ -228,7 +273,8 @@ impl Database {
         stmt: &Bound<'_, PyAny>,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let t = target(stmt, &self.inner)?;
+        let db = self.db()?;
+        let t = target(stmt, db)?;
         let on_reader = match &t {
             Target::Stmt(s) => match route::place(&s.info) {
                 Place::Reader => true,
@@ -238,7 +284,7 @@ impl Database {
             Target::Sql(_) => true, // classified once compiled on the reader
         };
         if on_reader {
-            let sess = Arc::new(Session::new(self.db()?.clone(), Kind::Stream));
+            let sess = Arc::new(Session::new(db.clone(), Kind::Stream));
             sess.begin(py)?;
             if let Some(it) = RowIterator::start(py, sess, &t, params, true)? {
                 return Ok(Py::new(py, it)?.into_any());
@@ -246,7 +292,7 @@ impl Database {
         }
         // A writing statement (INSERT ... RETURNING) runs on the writer and
         // its rows are returned once it has run.
-        let rows = produced(py, route::write(py, &self.inner, &t, params, Out::All)?)?;
+        let rows = produced(py, route::write(py, db, &t, params, Out::All)?)?;
         Ok(rows.bind(py).try_iter()?.into_any().unbind())
     }
 
@@ -256,7 +302,7 @@ impl Database {
     /// the script is refused (and so is VACUUM, which cannot run inside a
     /// transaction: use `db.execute("VACUUM")`).
     fn executescript(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
-        route::in_writer_tx(py, &self.inner, |c| c.exec_script(py, sql))
+        route::in_writer_tx(py, self.db()?, |c| c.exec_script(py, sql))
     }
 
     /// A write transaction (honker-compatible): `with db.transaction() as tx:`
@@ -286,7 +332,7 @@ impl Database {
 
     /// Create honker's tables (idempotent).
     fn bootstrap_honker_schema(&self, py: Python<'_>) -> PyResult<()> {
-        route::in_writer_tx(py, &self.inner, |c| {
+        route::in_writer_tx(py, self.db()?, |c| {
             honker_core::bootstrap_honker_schema(&c.conn).map_err(|e| errors::core_error(py, &e))
         })
     }
@@ -343,13 +389,14 @@ impl Database {
     /// Subscribe to commit ticks on this file (from any process), through
     /// the one shared update watcher of this Database.
     fn subscribe_updates(&self) -> PyResult<UpdateSubscription> {
-        update_subscription::subscribe(&self.inner)
+        update_subscription::subscribe(self.db()?)
     }
 
     /// Release every connection and the watcher thread. Idempotent.
     fn close(&self, py: Python<'_>) {
-        let inner = self.inner.clone();
-        py.detach(move || inner.close());
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            engine::release(py, &self.inner, true);
+        }
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -366,11 +413,7 @@ impl Database {
         format!(
             "<Database {:?}{}>",
             self.inner.path,
-            if self.inner.is_closed() {
-                " closed"
-            } else {
-                ""
-            }
+            if self.is_closed() { " closed" } else { "" }
         )
     }
 }

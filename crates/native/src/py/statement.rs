@@ -171,9 +171,7 @@ pub fn target<'a>(obj: &'a Bound<'_, PyAny>, db: &DbInner) -> PyResult<Target<'a
     if let Ok(s) = obj.cast::<Statement>() {
         let st: &'a Statement = s.get();
         if st.shared.db_id != db.id {
-            return Err(ProgrammingError::new_err(
-                "this Statement was prepared by another Database",
-            ));
+            return Err(foreign_statement(st, db));
         }
         return Ok(Target::Stmt(&st.shared));
     }
@@ -184,4 +182,21 @@ pub fn target<'a>(obj: &'a Bound<'_, PyAny>, db: &DbInner) -> PyResult<Target<'a
         "expected a Statement or SQL str, not '{}'",
         obj.get_type().name()?
     )))
+}
+
+#[cold]
+fn foreign_statement(st: &Statement, db: &DbInner) -> PyErr {
+    let (theirs, ours) = (&st.db.path, &db.path);
+    ProgrammingError::new_err(if theirs == ours {
+        format!(
+            "this Statement was prepared for an earlier opening of {ours:?} (closed since, or the \
+             file was replaced): prepare it again with db.prepare(sql)"
+        )
+    } else {
+        format!(
+            "this Statement was prepared by another Database ({theirs:?}), not this one \
+             ({ours:?}): prepare the SQL on this Database (db.prepare(sql)), or run the \
+             Statement through a Database or transaction of {theirs:?}"
+        )
+    })
 }
