@@ -8,6 +8,8 @@ from typing import Any, Final, Literal, Self, final
 Value = None | bool | int | float | str | bytes | bytearray | memoryview
 Params = Sequence[Value] | Mapping[str, Value] | None
 Row = tuple[Any, ...]
+StatementKind = Literal["read", "write", "read_writes", "transaction", "connection"]
+ControlAction = Literal["begin", "commit", "rollback", "savepoint", "release", "rollback_to"]
 
 sqlite_version_number: Final[int]
 
@@ -34,7 +36,7 @@ class Statement:
     def readonly(self) -> bool:
         """True when the statement only reads (``kind == "read"``)."""
     @property
-    def kind(self) -> Literal["read", "write", "read_writes", "transaction", "connection"]:
+    def kind(self) -> StatementKind:
         """Where the statement belongs, classified once when it was compiled
         (from what SQLite reports while compiling it, never from its text):
         ``"read"`` runs on a reader; ``"write"`` (DML, DDL) on the writer;
@@ -45,12 +47,7 @@ class Statement:
         DETACH, VACUUM, a PRAGMA setting) on the writer outside any
         transaction."""
     @property
-    def control(
-        self,
-    ) -> (
-        tuple[Literal["begin", "commit", "rollback", "savepoint", "release", "rollback_to"], str | None]
-        | None
-    ):
+    def control(self) -> tuple[ControlAction, str | None] | None:
         """For ``kind == "transaction"``: the action and the savepoint name
         as SQLite parsed it (dequoted; None for BEGIN/COMMIT/ROLLBACK).
         None for every other kind."""
