@@ -3,32 +3,24 @@
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
-from typing import Any, Final, Self, final
+from typing import Any, Final, Literal, Self, final
 
 Value = None | bool | int | float | str | bytes | bytearray | memoryview
 Params = Sequence[Value] | Mapping[str, Value] | None
 Row = tuple[Any, ...]
+StatementKind = Literal["read", "write", "read_writes", "transaction", "connection"]
+ControlAction = Literal["begin", "commit", "rollback", "savepoint", "release", "rollback_to"]
 
 sqlite_version_number: Final[int]
 
 def sqlite_version() -> str: ...
 def _panic_for_tests() -> None: ...
 def cron_next_after(expr: str, from_unix: int) -> int: ...
-
-class Warning(Exception): ...
-
-class Error(Exception):
-    sqlite_errorcode: int
-    sqlite_errorname: str
-
-class InterfaceError(Error): ...
-class DatabaseError(Error): ...
-class DataError(DatabaseError): ...
-class OperationalError(DatabaseError): ...
-class IntegrityError(DatabaseError): ...
-class InternalError(DatabaseError): ...
-class ProgrammingError(DatabaseError): ...
-class NotSupportedError(DatabaseError): ...
+def encode_payload(obj: object, what: str = "payload") -> str:
+    """JSON text of a payload: compact (``,`` and ``:`` separators) and
+    strict (NaN and the infinities are refused). The one payload codec of
+    the package. Raises ``TypeError`` naming ``what`` and the payload's
+    type when it cannot be encoded (nothing is written)."""
 
 @final
 class Statement:
@@ -41,7 +33,35 @@ class Statement:
     @property
     def param_names(self) -> tuple[str | None, ...]: ...
     @property
-    def readonly(self) -> bool: ...
+    def readonly(self) -> bool:
+        """True when the statement only reads (``kind == "read"``)."""
+    @property
+    def kind(self) -> StatementKind:
+        """Where the statement belongs, classified once when it was compiled
+        (from what SQLite reports while compiling it, never from its text):
+        ``"read"`` runs on a reader; ``"write"`` (DML, DDL) on the writer;
+        ``"read_writes"`` (a read calling a function that writes, such as
+        ``notify()``) on the writer inside ``BEGIN IMMEDIATE``;
+        ``"transaction"`` (BEGIN, COMMIT, ROLLBACK [TO], SAVEPOINT, RELEASE)
+        is never executed by the native layer; ``"connection"`` (ATTACH,
+        DETACH, VACUUM, a PRAGMA setting) on the writer outside any
+        transaction."""
+    @property
+    def control(self) -> tuple[ControlAction, str | None] | None:
+        """For ``kind == "transaction"``: the action and the savepoint name
+        as SQLite parsed it (dequoted; None for BEGIN/COMMIT/ROLLBACK).
+        None for every other kind."""
+    @property
+    def is_ddl(self) -> bool:
+        """True for CREATE, DROP, ALTER, REINDEX and ANALYZE statements."""
+    @property
+    def uses_temp(self) -> bool:
+        """True when the statement creates, drops or names a TEMP object
+        (those exist only on the writer connection)."""
+    @property
+    def decltypes(self) -> tuple[str | None, ...]:
+        """Declared type of each result column (``CREATE TABLE`` text such as
+        ``"INTEGER"``), None for a column that is an expression."""
 
 @final
 class ExecResult:
@@ -123,11 +143,18 @@ class Database:
         self,
         path: str | PathLike[str],
         *,
-        max_readers: int = 8,
+        max_readers: int | None = None,
         watcher_poll_interval_ms: float | None = None,
+        timeout: float | None = None,
     ) -> None: ...
     @property
     def path(self) -> str: ...
+    @property
+    def timeout(self) -> float:
+        """Seconds any wait for a connection may last (default 5.0)."""
+    @property
+    def shared_handles(self) -> int:
+        """Open Database objects on this file's engine in this process."""
     @property
     def max_readers(self) -> int: ...
     @property
@@ -147,7 +174,6 @@ class Database:
     def transaction(self) -> Transaction: ...
     def begin(self) -> Transaction: ...
     def read(self) -> Snapshot: ...
-    def notify(self, channel: str, payload: Any) -> int: ...
     def bootstrap_honker_schema(self) -> None: ...
     def subscribe_updates(self) -> UpdateSubscription: ...
     def create_function(

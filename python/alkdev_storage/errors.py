@@ -1,23 +1,33 @@
-"""The PEP 249 exception hierarchy.
+"""Every exception alkdev-storage raises, in one place.
 
-Every exception raised for an SQLite error carries ``sqlite_errorcode`` (the
-extended result code) and ``sqlite_errorname`` (e.g.
-``"SQLITE_CONSTRAINT_UNIQUE"``). Classes are chosen from the result code the
-same way the stdlib :mod:`sqlite3` module chooses them.
+The PEP 249 hierarchy comes first::
+
+    Exception
+     |- Warning
+     |- Error
+         |- InterfaceError
+         |- DatabaseError
+             |- DataError
+             |- OperationalError
+             |- IntegrityError
+             |- InternalError
+             |- ProgrammingError
+             |- NotSupportedError
+
+The native module (Rust) imports these classes and raises them; it never
+defines exception classes of its own. This module must therefore not import
+``alkdev_storage._native``.
+
+An exception raised for an SQLite result code carries ``sqlite_errorcode``
+(the extended result code, e.g. ``2067``) and ``sqlite_errorname`` (e.g.
+``"SQLITE_CONSTRAINT_UNIQUE"``), set by the native module on the instance.
+Other errors (misuse such as a closed Database) leave both at their class
+default, ``None``. The class for a result code is chosen the way the stdlib
+:mod:`sqlite3` module chooses it, so code written for it catches the same
+classes.
 """
 
-from alkdev_storage._native import (
-    DatabaseError,
-    DataError,
-    Error,
-    IntegrityError,
-    InterfaceError,
-    InternalError,
-    NotSupportedError,
-    OperationalError,
-    ProgrammingError,
-    Warning,
-)
+from __future__ import annotations
 
 __all__ = [
     "DataError",
@@ -31,3 +41,67 @@ __all__ = [
     "ProgrammingError",
     "Warning",
 ]
+
+
+class Warning(Exception):
+    """An important warning (PEP 249), e.g. data truncated on insert."""
+
+    sqlite_errorcode: int | None = None
+    sqlite_errorname: str | None = None
+
+
+class Error(Exception):
+    """Base class of every error this package raises for the database (PEP 249).
+
+    ``sqlite_errorcode`` / ``sqlite_errorname``: the extended SQLite result
+    code and its name when SQLite reported the error, else ``None``.
+    """
+
+    sqlite_errorcode: int | None = None
+    sqlite_errorname: str | None = None
+
+
+class InterfaceError(Error):
+    """Misuse of the interface rather than of the database: a closed
+    Database, a transaction or iterator that has ended, a subscription in
+    use by another thread."""
+
+
+class DatabaseError(Error):
+    """An error reported by the database (base of the classes below)."""
+
+
+class DataError(DatabaseError):
+    """A problem with the processed data: a value too big, text that is not
+    valid UTF-8 (SQLITE_TOOBIG...)."""
+
+
+class OperationalError(DatabaseError):
+    """An error in the database's operation, not necessarily under the
+    caller's control: the database is locked or busy (SQLITE_BUSY, also when
+    waiting for the writer inside this process timed out), I/O errors, a
+    missing table, bad SQL."""
+
+
+class IntegrityError(DatabaseError):
+    """A constraint was violated: UNIQUE, NOT NULL, FOREIGN KEY, CHECK
+    (SQLITE_CONSTRAINT_*)."""
+
+
+class InternalError(DatabaseError):
+    """SQLite reported an internal error (SQLITE_INTERNAL, SQLITE_NOTFOUND)."""
+
+
+class ProgrammingError(DatabaseError):
+    """A programming error: the wrong number of parameters, transaction
+    control run through ``execute``, a statement used with the wrong
+    Database, a thread that would deadlock waiting for itself."""
+
+
+class NotSupportedError(DatabaseError):
+    """A feature that SQLite or this package does not support."""
+
+
+# ---------------------------------------------------------------------------
+# Domain exceptions (primitives, tenancy, ...) are defined below this line.
+# ---------------------------------------------------------------------------

@@ -3,14 +3,31 @@
 //! Small and fast on purpose: connections (one writer slot, a bounded
 //! reader pool), prepared statement handles, transactions, value
 //! conversion and honker's SQL functions. Everything else is Python.
+//!
+//! Layers, each using only the ones before it:
+//! 1. pure logic without Python: the `alkdev-storage-core` crate;
+//! 2. one connection and the per-statement hot path: `errors`, `sqltext`,
+//!    `gil`, `bind`, `rows`, `exec`, `authorize` (classification at prepare
+//!    time), `conn` (open, WAL index, statement caches, control statements,
+//!    scripts), `functions`, `json` (the payload codec);
+//! 3. the engine of one file and what runs on it: `engine`, `route`,
+//!    `session`;
+//! 4. the Python classes: `py`.
 
+mod authorize;
+mod bind;
 mod conn;
-mod database;
+mod engine;
 mod errors;
+mod exec;
 mod functions;
-mod pool;
+mod gil;
+mod json;
+mod py;
+mod route;
+mod rows;
 mod session;
-mod watch;
+mod sqltext;
 
 use pyo3::prelude::*;
 
@@ -41,18 +58,11 @@ fn _panic_for_tests() {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    errors::register(m)?;
-    m.add_class::<database::Database>()?;
-    m.add_class::<database::Statement>()?;
-    m.add_class::<database::ExecResult>()?;
-    m.add_class::<database::Transaction>()?;
-    m.add_class::<database::Savepoint>()?;
-    m.add_class::<database::Snapshot>()?;
-    m.add_class::<database::RowIterator>()?;
-    m.add_class::<watch::UpdateSubscription>()?;
+    py::register(m)?;
     m.add_function(wrap_pyfunction!(sqlite_version, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(cron_next_after, m)?)?;
+    m.add_function(wrap_pyfunction!(json::encode_payload, m)?)?;
     m.add("sqlite_version_number", rusqlite::version_number())?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! streaming iterator — plus the statements iterating on it.
 
 use crate::conn::Conn;
-use crate::database::DbInner;
+use crate::engine::DbInner;
 use crate::errors::{InterfaceError, ProgrammingError};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -21,35 +21,37 @@ pub enum Kind {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Status {
+enum Status {
     New,
     Active,
     Ended,
 }
 
-pub struct StmtPtr(pub *mut ffi::sqlite3_stmt);
+struct StmtPtr(*mut ffi::sqlite3_stmt);
 // SAFETY: statements are only stepped by the thread that holds their
 // connection (see Session::with_conn).
 unsafe impl Send for StmtPtr {}
 
-pub struct SessState {
-    pub conn: Option<Conn>,
-    pub status: Status,
+/// The state machine: New -> Active -> Ended. Only `Session`'s methods
+/// touch it.
+struct SessState {
+    conn: Option<Conn>,
+    status: Status,
     /// Savepoint depth.
-    pub depth: u32,
+    depth: u32,
     /// Bumped when the session ends, so iterators notice.
-    pub gen: u64,
+    gen: u64,
     /// Live iterator statements: (iterator id, statement).
-    pub live: Vec<(u64, StmtPtr)>,
+    live: Vec<(u64, StmtPtr)>,
     /// Statements of dropped iterators, finalized when the connection is next held.
-    pub orphans: Vec<StmtPtr>,
-    pub next_iter: u64,
+    orphans: Vec<StmtPtr>,
+    next_iter: u64,
 }
 
 pub struct Session {
-    pub db: Arc<DbInner>,
-    pub kind: Kind,
-    pub state: Mutex<SessState>,
+    db: Arc<DbInner>,
+    kind: Kind,
+    state: Mutex<SessState>,
 }
 
 impl Session {
@@ -67,6 +69,11 @@ impl Session {
                 next_iter: 0,
             }),
         }
+    }
+
+    /// The engine this session's connection belongs to.
+    pub fn db(&self) -> &Arc<DbInner> {
+        &self.db
     }
 
     fn what(&self) -> &'static str {
@@ -102,8 +109,8 @@ impl Session {
             }
         }
         let mut conn = match self.kind {
-            Kind::Write => self.db.writer.acquire(py)?,
-            _ => self.db.readers.acquire(py)?,
+            Kind::Write => self.db.acquire_writer(py)?,
+            _ => self.db.acquire_reader(py)?,
         };
         conn.end_read();
         let started = match self.kind {
@@ -138,7 +145,7 @@ impl Session {
 
     /// After `db.close()` a session can only end (rolling back).
     fn check_db_open(&self) -> PyResult<()> {
-        if self.db.closed.load(std::sync::atomic::Ordering::Acquire) {
+        if self.db.is_closed() {
             return Err(InterfaceError::new_err(format!(
                 "Database is closed; this {} can no longer be used",
                 self.what()
@@ -198,7 +205,7 @@ impl Session {
             st.depth = 0;
             conn
         };
-        let closed = self.db.closed.load(std::sync::atomic::Ordering::Acquire);
+        let closed = self.db.is_closed();
         let result = if commit && closed && self.kind == Kind::Write && !conn.autocommit() {
             Err(InterfaceError::new_err(
                 "Database was closed before this transaction committed; it was rolled back",
@@ -289,6 +296,17 @@ impl Session {
 
     pub fn gen(&self) -> u64 {
         self.state.lock().gen
+    }
+
+    /// End the session without Python (a dropped streaming iterator): its
+    /// reader goes back to the pool; nothing to roll back.
+    pub fn abandon(&self) {
+        let mut st = self.state.lock();
+        if let Some(conn) = st.conn.take() {
+            st.status = Status::Ended;
+            drop(st);
+            self.db.give_back(self.kind == Kind::Write, conn);
+        }
     }
 }
 

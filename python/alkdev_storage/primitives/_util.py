@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from alkdev_storage import _native
+from alkdev_storage import errors as _errors
 
 __all__ = [
     "check_name",
@@ -63,7 +63,7 @@ def check_tx(tx: Any) -> Any:
 
 def is_closed_error(db: Any, exc: BaseException) -> bool:
     """True when ``exc`` means the Database was closed under us."""
-    return isinstance(exc, _native.InterfaceError) and bool(getattr(db, "closed", False))
+    return isinstance(exc, _errors.InterfaceError) and bool(getattr(db, "closed", False))
 
 
 def as_int(value: Any, what: str) -> int:

@@ -35,7 +35,7 @@ import time
 import weakref
 from typing import Any, Literal
 
-from alkdev_storage import _native
+from alkdev_storage import errors as _errors
 
 __all__ = ["END", "IDLE", "NOTHING", "WakeHub", "WakeIterator"]
 
@@ -95,7 +95,7 @@ class WakeHub:
 
     def raise_if_failed(self) -> None:
         if self._error is not None:
-            raise _native.InterfaceError(self._error)
+            raise _errors.InterfaceError(self._error)
 
     @property
     def started(self) -> bool:
@@ -302,7 +302,7 @@ class WakeIterator:
                     self._sub = db.subscribe_updates()
                     continue
                 sub.wait(wait_s)
-        except _native.InterfaceError:
+        except _errors.InterfaceError:
             if self._closed or db.closed:
                 return self._end()
             raise
@@ -337,7 +337,7 @@ class WakeIterator:
                     continue
                 await hub.wait(token, wait_s, self)
                 token = hub.token()
-        except _native.InterfaceError:
+        except _errors.InterfaceError:
             if self._closed or db.closed:
                 return self._end()
             raise

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from typing import Any, Literal
 
-from alkdev_storage import _native
+from alkdev_storage import errors as _errors
 from alkdev_storage.primitives._util import check_name, decode, is_closed_error
 from alkdev_storage.primitives._wake import NOTHING, WakeIterator, resolve
 
@@ -168,7 +168,7 @@ class UpdateEvents:
             return False
         try:
             return bool(sub.wait(timeout))
-        except _native.InterfaceError as e:
+        except _errors.InterfaceError as e:
             if self._closed or is_closed_error(self._db, e):
                 self._closed = True
                 return False
@@ -205,7 +205,7 @@ class UpdateEvents:
                     if wait_s <= 0:
                         raise StopAsyncIteration
                 await hub.wait(self._token, wait_s, self)
-        except _native.InterfaceError as e:
+        except _errors.InterfaceError as e:
             if self._closed or is_closed_error(self._db, e):
                 self._closed = True
                 raise StopAsyncIteration from None

@@ -401,7 +401,7 @@ class Queue:
     async def wait_result(self, job_id: int, timeout: float | None = None) -> Any:
         """Wait (woken by commits from any process) for a saved result.
         Raises ``TimeoutError`` (``asyncio.TimeoutError``) after ``timeout``."""
-        from alkdev_storage import _native
+        from alkdev_storage.errors import InterfaceError
 
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         hub = self.db._wake_hub()
@@ -412,7 +412,7 @@ class Queue:
                 return value
             if hub.ended:
                 hub.raise_if_failed()
-                raise _native.InterfaceError("the database was closed")
+                raise InterfaceError("the database was closed")
             wait_s = 15.0
             if deadline is not None:
                 wait_s = deadline - time.monotonic()

@@ -53,6 +53,7 @@ from datetime import datetime
 from typing import Any
 
 from alkdev_storage import _native
+from alkdev_storage import errors as _errors
 from alkdev_storage.primitives._util import as_int, check_name, decode, encode, opt_int
 from alkdev_storage.primitives._wake import resolve
 from alkdev_storage.primitives.lock import LeadershipLost, Lock, LockHeld
@@ -413,7 +414,7 @@ class Scheduler:
                     try:
                         if sub.wait(chunk):
                             break
-                    except _native.InterfaceError:
+                    except _errors.InterfaceError:
                         if self._stop.is_set() or db.closed:
                             return
                         raise

@@ -1,15 +1,16 @@
 //! Wake-ups from honker-core's shared update watcher: one PRAGMA
 //! data_version poll thread per Database, any number of subscribers.
 
-use crate::database::{Database, DbInner};
+use crate::engine::DbInner;
 use crate::errors;
+use alkdev_storage_core::pool::WAIT_SLICE;
 use honker_core::SharedUpdateWatcher;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One subscription to the database's commit ticks (from any process).
 /// Ticks coalesce: after a wake, re-read state.
@@ -40,19 +41,38 @@ impl UpdateSubscription {
         let rx = self.rx.lock().take().ok_or_else(|| {
             errors::InterfaceError::new_err("subscription is closed or in use by another thread")
         })?;
-        let (rx, r) = py.detach(move || {
-            let r = match timeout {
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(t) => rx.recv_timeout(t),
+        // Wait in slices with the GIL released, checking for signals
+        // (Ctrl-C) between them.
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut rx = rx;
+        let r = loop {
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
+                None => WAIT_SLICE,
             };
-            (rx, r)
-        });
+            let (back, r) = py.detach(move || {
+                let r = rx.recv_timeout(slice);
+                (rx, r)
+            });
+            rx = back;
+            match r {
+                Err(RecvTimeoutError::Timeout) => {}
+                other => break other,
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break Err(RecvTimeoutError::Timeout);
+            }
+            if unsafe { pyo3::ffi::PyErr_CheckSignals() } != 0 {
+                *self.rx.lock() = Some(rx);
+                return Err(PyErr::fetch(py));
+            }
+        };
         *self.rx.lock() = Some(rx);
         match r {
             Ok(()) => Ok(true),
             Err(RecvTimeoutError::Timeout) => Ok(false),
             Err(RecvTimeoutError::Disconnected) => {
-                if self.db.closed.load(std::sync::atomic::Ordering::Acquire) {
+                if self.db.is_closed() {
                     Err(errors::closed())
                 } else {
                     Err(errors::InterfaceError::new_err(
@@ -76,8 +96,8 @@ impl Drop for UpdateSubscription {
     }
 }
 
-pub fn subscribe(db: &Database) -> PyResult<UpdateSubscription> {
-    let inner = db.inner.clone();
+pub fn subscribe(db: &Arc<DbInner>) -> PyResult<UpdateSubscription> {
+    let inner = db.clone();
     let watcher = inner.shared_watcher()?;
     let (id, rx) = watcher.subscribe();
     Ok(UpdateSubscription {

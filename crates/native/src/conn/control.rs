@@ -1,0 +1,100 @@
+//! Transaction control on one connection: BEGIN IMMEDIATE, COMMIT,
+//! ROLLBACK and a deferred BEGIN, each prepared once and reused.
+
+use super::Conn;
+use crate::errors;
+use crate::gil::step_nogil;
+use pyo3::prelude::*;
+use rusqlite::ffi;
+use std::ffi::{c_char, c_int};
+use std::ptr;
+
+/// The control statements (index into `Conn::control`).
+#[derive(Clone, Copy)]
+pub enum Control {
+    BeginImmediate = 0,
+    Commit = 1,
+    Rollback = 2,
+    BeginDeferred = 3,
+}
+
+pub const COUNT: usize = 4;
+
+impl Control {
+    fn sql(self) -> &'static str {
+        match self {
+            Control::BeginImmediate => "BEGIN IMMEDIATE",
+            Control::Commit => "COMMIT",
+            Control::Rollback => "ROLLBACK",
+            Control::BeginDeferred => "BEGIN",
+        }
+    }
+}
+
+impl Conn {
+    fn control_stmt(&mut self, which: Control) -> Result<*mut ffi::sqlite3_stmt, i32> {
+        let slot = &mut self.control[which as usize];
+        let sql = which.sql();
+        unsafe {
+            if slot.is_null() {
+                let mut s = ptr::null_mut();
+                let rc = ffi::sqlite3_prepare_v3(
+                    self.db,
+                    sql.as_ptr() as *const c_char,
+                    sql.len() as c_int,
+                    ffi::SQLITE_PREPARE_PERSISTENT,
+                    &mut s,
+                    ptr::null_mut(),
+                );
+                if rc != ffi::SQLITE_OK {
+                    return Err(ffi::sqlite3_extended_errcode(self.db));
+                }
+                *slot = s;
+            }
+            Ok(*slot)
+        }
+    }
+
+    fn finish_control(&self, s: *mut ffi::sqlite3_stmt, rc: c_int) -> Result<(), i32> {
+        unsafe { ffi::sqlite3_reset(s) };
+        if rc == ffi::SQLITE_DONE {
+            Ok(())
+        } else {
+            Err(unsafe { ffi::sqlite3_extended_errcode(self.db) })
+        }
+    }
+
+    /// Run a control statement with the GIL released (the caller holds it).
+    fn control(&mut self, which: Control) -> Result<(), i32> {
+        let s = self.control_stmt(which)?;
+        let rc = unsafe { step_nogil(s) };
+        self.finish_control(s, rc)
+    }
+
+    /// Run a control statement without touching the GIL (the caller may
+    /// not hold it, or the statement cannot block).
+    pub(super) fn raw_control(&mut self, which: Control) -> Result<(), i32> {
+        let s = self.control_stmt(which)?;
+        let rc = unsafe { ffi::sqlite3_step(s) };
+        self.finish_control(s, rc)
+    }
+
+    pub fn begin_immediate(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.control(Control::BeginImmediate)
+            .map_err(|_| unsafe { errors::last_error(py, self.db) })
+    }
+
+    pub fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.control(Control::Commit)
+            .map_err(|_| unsafe { errors::last_error(py, self.db) })
+    }
+
+    /// Roll back if a transaction is open. Never fails loudly: a rollback
+    /// error leaves nothing to recover.
+    pub fn rollback(&mut self) {
+        self.forget_read();
+        if !self.autocommit() {
+            let _ = self.raw_control(Control::Rollback);
+        }
+    }
+}

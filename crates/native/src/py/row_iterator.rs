@@ -1,0 +1,201 @@
+//! `RowIterator`: streams the rows of one statement, one tuple at a time.
+
+use crate::bind::{bind_params, Keep};
+use crate::errors::{self, ProgrammingError};
+use crate::gil::step_nogil;
+use crate::route::{self, Place, Target};
+use crate::rows::row_tuple;
+use crate::session::Session;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use rusqlite::ffi;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Streams the rows of one statement, one tuple at a time.
+#[pyclass(frozen, module = "alkdev_storage._native")]
+pub struct RowIterator {
+    sess: Arc<Session>,
+    id: u64,
+    gen: u64,
+    /// The iterator owns its session (Database.iterate): end it when done.
+    private: bool,
+    done: AtomicBool,
+    /// Private copy of the parameters: bound text/blobs point into it.
+    _params: Option<Py<PyAny>>,
+}
+
+impl RowIterator {
+    pub fn start(
+        py: Python<'_>,
+        sess: Arc<Session>,
+        t: &Target<'_>,
+        params: Option<&Bound<'_, PyAny>>,
+        private: bool,
+    ) -> PyResult<Option<RowIterator>> {
+        // Keep our own container of the parameter objects alive for as long
+        // as the statement may be stepped.
+        if let Some(p) = params {
+            if p.is_instance_of::<PyString>()
+                || p.is_instance_of::<pyo3::types::PyBytes>()
+                || p.is_instance_of::<pyo3::types::PyByteArray>()
+            {
+                if private {
+                    let _ = sess.end(py, false, false);
+                }
+                return Err(ProgrammingError::new_err(
+                    "parameters must be a sequence or a mapping, not a str or bytes",
+                ));
+            }
+        }
+        let kept: Option<Bound<'_, PyAny>> = match params {
+            None => None,
+            Some(p) if p.is_none() => None,
+            Some(p) if p.is_exact_instance_of::<PyTuple>() => Some(p.clone()),
+            Some(p) if p.cast::<PyDict>().is_ok() || p.hasattr("keys")? => {
+                Some(PyDict::from_sequence(&p.call_method0("items")?)?.into_any())
+            }
+            Some(p) => {
+                Some(PyTuple::new(py, p.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any())
+            }
+        };
+        let (sql, names, known) = match t {
+            Target::Stmt(s) => (s.sql.as_str(), Some(&s.param_names[..]), Some(s.info)),
+            Target::Sql(sql) => (*sql, None, None),
+        };
+        let r = sess.with_conn(|c| {
+            // A private iterator reads on a pooled reader outside any
+            // session: a setting is never compiled there (null handle).
+            let (stmt, info) = match known {
+                Some(info) => (c.prepare_raw(sql).map_err(|e| e.into_py(py))?, info),
+                None => {
+                    let cl = c
+                        .prepare_classified(sql, !private)
+                        .map_err(|e| e.into_py(py))?;
+                    (cl.stmt, cl.class.info)
+                }
+            };
+            let finalize = || {
+                if !stmt.is_null() {
+                    unsafe { ffi::sqlite3_finalize(stmt) };
+                }
+            };
+            match route::place(&info) {
+                Place::Refused => {
+                    finalize();
+                    return Err(route::txn_control_error());
+                }
+                // Database.iterate: a statement that belongs on the writer
+                // runs there instead (the caller falls back).
+                Place::Writer | Place::WriterImmediate if private => {
+                    finalize();
+                    return Ok(None);
+                }
+                _ => {}
+            }
+            // `kept` is our private container: its items outlive the iterator.
+            let mut keep = Keep::default();
+            if let Err(e) = unsafe { bind_params(py, stmt, kept.as_ref(), names, &mut keep) } {
+                finalize();
+                return Err(e);
+            }
+            Ok(Some(stmt))
+        });
+        let stmt = match r {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                let _ = sess.end(py, false, false);
+                return Ok(None);
+            }
+            Err(e) => {
+                if private {
+                    let _ = sess.end(py, false, false);
+                }
+                return Err(e);
+            }
+        };
+        let (id, gen) = sess.add_live(stmt);
+        Ok(Some(RowIterator {
+            sess,
+            id,
+            gen,
+            private,
+            done: AtomicBool::new(false),
+            _params: kept.map(|k| k.unbind()),
+        }))
+    }
+
+    fn finish(&self, py: Python<'_>) {
+        if self.done.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.sess.drop_live(self.id, self.gen);
+        if self.private {
+            let _ = self.sess.end(py, false, false);
+        }
+    }
+}
+
+#[pymethods]
+impl RowIterator {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if self.done.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let r = self.sess.with_live(self.id, self.gen, |c, stmt| unsafe {
+            match step_nogil(stmt) {
+                ffi::SQLITE_ROW => Ok(Some(
+                    Bound::from_owned_ptr(
+                        py,
+                        row_tuple(py, stmt, ffi::sqlite3_column_count(stmt))?,
+                    )
+                    .unbind(),
+                )),
+                ffi::SQLITE_DONE => Ok(None),
+                _ => Err(errors::last_error(py, c.handle())),
+            }
+        });
+        match r {
+            Ok(Some(row)) => Ok(Some(row)),
+            Ok(None) => {
+                self.finish(py);
+                Ok(None)
+            }
+            Err(e) => {
+                self.finish(py);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stop early and give the connection back (idempotent).
+    fn close(&self, py: Python<'_>) {
+        self.finish(py);
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
+        self.finish(py);
+        false
+    }
+}
+
+impl Drop for RowIterator {
+    fn drop(&mut self) {
+        if !self.done.swap(true, Ordering::AcqRel) {
+            self.sess.drop_live(self.id, self.gen);
+            if self.private {
+                // No Python needed: roll back nothing, just give the reader back.
+                self.sess.abandon();
+            }
+        }
+    }
+}
