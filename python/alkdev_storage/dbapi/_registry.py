@@ -106,10 +106,10 @@ class Shared:
         if known is not None and before.get(known[0]) == known[1]:
             return []
         out: list[Any] = []
-        if stmt.columns and not stmt.readonly:  # TEMPORARY until Statement.kind routes natively
+        if stmt.columns:
             out = db.fetchall(stmt, params)
         else:
-            db.execute(sql, params)
+            db.execute(stmt, params)
         after = self._schemas()
         added = [name for name in after if name not in before]
         if added:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from alkdev_storage import _native
-from alkdev_storage.dbapi._legacy import facts
 from alkdev_storage.dbapi._types import description
 
 #: Kinds (``Statement.kind``), as small ints for the hot path.
@@ -50,28 +49,15 @@ STATEMENT_CACHE_SIZE = 1024
 def entry_for(stmt: _native.Statement, pinned: bool) -> Entry:
     """The entry of a freshly prepared Statement. ``pinned``: reads must
     run where the writer-only objects are."""
-    kind_name, _control, is_ddl, uses_temp, decltypes = facts(stmt)
-    kind = KINDS[kind_name]
+    kind = KINDS[stmt.kind]
     columns = stmt.columns
     flags = F_ROWS if columns else 0
-    if is_ddl:
+    if stmt.is_ddl:
         flags |= F_DDL
     elif kind == WRITE:
         flags |= F_DML
-    if uses_temp:
+    if stmt.uses_temp:
         flags |= F_TEMP
     if kind == READ and pinned:
         kind = PINNED_READ
-    return (kind, stmt, description(columns, decltypes), flags)
-
-
-def kind_of(stmt: _native.Statement) -> str:
-    """``stmt.kind``."""
-    return facts(stmt)[0]
-
-
-def control_of(stmt: _native.Statement) -> tuple[str, str | None]:
-    """``stmt.control`` of a transaction-control Statement."""
-    control = facts(stmt)[1]
-    assert control is not None
-    return control
+    return (kind, stmt, description(columns, stmt.decltypes), flags)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from alkdev_storage import _native
 from alkdev_storage.database import Database
 from alkdev_storage.dbapi import _registry
-from alkdev_storage.dbapi._statements import Entry, entry_for, kind_of
+from alkdev_storage.dbapi._statements import Entry, entry_for
 from alkdev_storage.dbapi.cursor import Cursor
 from alkdev_storage.errors import Error, OperationalError, ProgrammingError
 
@@ -342,7 +342,7 @@ class Connection:
             return getattr(tx, method)(stmt, params)
         if self._readonly or self._snap is not None:
             return getattr(self._snapshot(), method)(stmt, params)
-        kind = kind_of(stmt)
+        kind = stmt.kind
         if kind == "read":
             if not self._shared.pinned:
                 return getattr(db, method)(stmt, params)

@@ -19,7 +19,6 @@ from alkdev_storage.dbapi._statements import (
     TRANSACTION,
     WRITE,
     Entry,
-    control_of,
 )
 from alkdev_storage.dbapi._types import Description, positional_description
 from alkdev_storage.errors import Error, OperationalError, ProgrammingError
@@ -201,7 +200,8 @@ class Cursor:
         if kind == TRANSACTION:
             if parameters:
                 raise ProgrammingError("transaction-control statements take no parameters")
-            conn._control(*control_of(stmt))
+            action, name = stmt.control
+            conn._control(action, name)
             self._no_result()
             return
         open_tx = conn._tx if conn._tx is not None else conn._snap
