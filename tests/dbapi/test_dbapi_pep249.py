@@ -284,3 +284,54 @@ def test_begin_writes_eagerly_is_a_plain_flag(conn: dbapi.Connection) -> None:
     conn.execute("SELECT 1")
     assert conn.transaction is None  # the driver itself does not act on it
     conn.begin_writes_eagerly = False
+
+
+# -- routing by the Statement's kind -------------------------------------------
+
+
+def test_read_only_honker_functions_run_on_a_reader(conn: dbapi.Connection) -> None:
+    """``honker_get_job`` only reads: no write transaction (the driver used
+    to send every ``honker_*`` call to the writer)."""
+    q = conn.database.queue("q")
+    job_id = q.enqueue({"a": 1})
+    row = conn.execute("SELECT honker_get_job(?)", (job_id,)).fetchone()
+    assert row is not None and row[0] is not None
+    assert conn.transaction is None
+    conn.execute("SELECT honker_enqueue('q', '{}', NULL, NULL, 0, 3, NULL)")
+    assert conn.transaction is not None  # a function that writes: the writer
+    conn.rollback()
+
+
+def test_connection_level_statements_on_the_shared_writer(
+    db_path: Path, tmp_path: Path
+) -> None:
+    a, b = dbapi.connect(db_path), dbapi.connect(db_path)
+    aux, other = str(tmp_path / "aux.db"), str(tmp_path / "other.db")
+    try:
+        assert a.execute("PRAGMA journal_mode = wal").fetchall() == [("wal",)]
+        a.execute("PRAGMA user_version = 7")
+        assert a.transaction is None  # outside any transaction, on the writer
+        assert b.execute("PRAGMA user_version").fetchone() == (7,)
+        a.execute("ATTACH ? AS aux", (aux,))
+        # the same ATTACH by another connection: already there on the shared writer
+        b.execute("ATTACH ? AS aux", (aux,))
+        with pytest.raises(dbapi.OperationalError, match="already in use"):
+            b.execute("ATTACH ? AS aux", (other,))  # another file under that name
+        names = [r[1] for r in b.execute("PRAGMA database_list").fetchall()]
+        assert names == ["main", "aux"]
+        a.execute("CREATE TABLE aux.x (v)")
+        a.execute("INSERT INTO aux.x VALUES (1)")
+        a.commit()
+        assert b.execute("SELECT v FROM aux.x").fetchall() == [(1,)]
+        a.execute("BEGIN")
+        with pytest.raises(dbapi.OperationalError):
+            a.execute("DETACH aux")  # SQLite refuses it inside a transaction
+        a.rollback()
+        b.execute("DETACH aux")
+        assert [r[1] for r in a.execute("PRAGMA database_list").fetchall()] == ["main"]
+        a.execute("ATTACH ? AS aux", (aux,))  # attached again after the DETACH
+        assert a.execute("SELECT v FROM aux.x").fetchall() == [(1,)]
+        a.execute("VACUUM")
+    finally:
+        a.close()
+        b.close()
