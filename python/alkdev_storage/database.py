@@ -170,6 +170,7 @@ class Database(_native.Database):
             hub.stop(join=True)
 
     def __exit__(self, *args: object) -> Literal[False]:
+        """``with open(...) as db``: close on the way out."""
         self.close()
         return False
 

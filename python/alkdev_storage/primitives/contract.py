@@ -27,7 +27,10 @@ type: calls go straight to the native methods, with no wrapper in between.
   ``path``, ``closed``
       As on ``Database``.
 
-:func:`executor` is the one place that resolves a ``tx=`` argument.
+:func:`executor` is the one place that resolves a ``tx=`` argument. The
+per-job hot paths (enqueue, ack, ack_batch, publish) write
+``db if tx is None else executor(db, tx)`` so that the common case costs no
+extra Python call.
 """
 
 from __future__ import annotations
@@ -50,15 +53,23 @@ class TransactionContract(Protocol):
 
     def execute(
         self, stmt: _native.Statement | str, params: Params = None
-    ) -> _native.ExecResult: ...
+    ) -> _native.ExecResult:
+        """Run ``stmt``; its changes and lastrowid."""
+        ...
 
     def executemany(
         self, stmt: _native.Statement | str, seq_of_params: Iterable[Params]
-    ) -> _native.ExecResult: ...
+    ) -> _native.ExecResult:
+        """Run a writing ``stmt`` once per parameter set."""
+        ...
 
-    def fetchone(self, stmt: _native.Statement | str, params: Params = None) -> Row | None: ...
+    def fetchone(self, stmt: _native.Statement | str, params: Params = None) -> Row | None:
+        """The first row of ``stmt``, or None."""
+        ...
 
-    def fetchall(self, stmt: _native.Statement | str, params: Params = None) -> list[Row]: ...
+    def fetchall(self, stmt: _native.Statement | str, params: Params = None) -> list[Row]:
+        """Every row of ``stmt``."""
+        ...
 
 
 class DatabaseContract(TransactionContract, Protocol):
@@ -67,26 +78,43 @@ class DatabaseContract(TransactionContract, Protocol):
     transaction."""
 
     @property
-    def path(self) -> str: ...
+    def path(self) -> str:
+        """The database file's path."""
+        ...
 
     @property
-    def closed(self) -> bool: ...
+    def closed(self) -> bool:
+        """True once the Database is closed."""
+        ...
 
-    def transaction(self) -> _native.Transaction: ...
+    def transaction(self) -> _native.Transaction:
+        """A write transaction (``with db.transaction() as tx``)."""
+        ...
 
-    def subscribe_updates(self) -> _native.UpdateSubscription: ...
+    def subscribe_updates(self) -> _native.UpdateSubscription:
+        """A subscription to commits on the file (any process)."""
+        ...
 
-    def statement(self, sql: str) -> _native.Statement: ...
+    def statement(self, sql: str) -> _native.Statement:
+        """``sql`` prepared once per Database (cached)."""
+        ...
 
-    def fetchone_on_writer(self, stmt: _native.Statement, params: Params = None) -> Row: ...
+    def fetchone_on_writer(self, stmt: _native.Statement, params: Params = None) -> Row:
+        """The first row of ``stmt``, run in its own write transaction on
+        the writer (for ``honker_*`` SQL functions that write)."""
+        ...
 
-    def wake_hub(self) -> WakeHub: ...
+    def wake_hub(self) -> WakeHub:
+        """The Database's asyncio wake bridge (one per Database)."""
+        ...
 
-    def queue(
-        self, name: str, visibility_timeout_s: int = 300, max_attempts: int = 3
-    ) -> Queue: ...
+    def queue(self, name: str, visibility_timeout_s: int = 300, max_attempts: int = 3) -> Queue:
+        """The queue ``name`` (cached per name)."""
+        ...
 
-    def lock(self, name: str, ttl: int = 60, owner: str | None = None) -> Lock: ...
+    def lock(self, name: str, ttl: int = 60, owner: str | None = None) -> Lock:
+        """A named lock."""
+        ...
 
 
 def executor(db: DatabaseContract, tx: Any) -> TransactionContract:

@@ -108,6 +108,7 @@ class Lock:
         return False
 
     async def __aenter__(self) -> Lock:
+        """``async with``: as :meth:`__enter__` (a short write transaction)."""
         return self.__enter__()
 
     async def __aexit__(
@@ -116,6 +117,7 @@ class Lock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
+        """``async with``: as :meth:`__exit__`."""
         return self.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:

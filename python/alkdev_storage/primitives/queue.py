@@ -234,7 +234,8 @@ class Queue:
             self.max_attempts,
             None if expires is None else as_int(expires, "expires"),
         )
-        row = executor(self.db, tx).fetchone(self._s_enqueue, params)
+        ex = self.db if tx is None else executor(self.db, tx)
+        row = ex.fetchone(self._s_enqueue, params)
         assert row is not None  # INSERT ... RETURNING id
         job_id: int = row[0]
         return job_id
@@ -307,7 +308,8 @@ class Queue:
     def ack(self, job_id: int, worker_id: str, *, tx: TransactionContract | None = None) -> bool:
         """Delete the job if ``worker_id``'s claim is still valid (True)."""
         params = (job_id if type(job_id) is int else as_int(job_id, "job_id"), worker_id)
-        return executor(self.db, tx).execute(self._s_ack, params).changes > 0
+        ex = self.db if tx is None else executor(self.db, tx)
+        return ex.execute(self._s_ack, params).changes > 0
 
     def ack_batch(
         self, job_ids: Iterable[int], worker_id: str, *, tx: TransactionContract | None = None
@@ -317,7 +319,8 @@ class Queue:
         ids = [i if type(i) is int else as_int(i, "job id") for i in job_ids]
         if not ids:
             return 0
-        return executor(self.db, tx).execute(self._s_ack_many, (encode(ids), worker_id)).changes
+        ex = self.db if tx is None else executor(self.db, tx)
+        return ex.execute(self._s_ack_many, (encode(ids), worker_id)).changes
 
     def retry(self, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
         """Back to pending after ``delay_s`` (or to the dead table once

@@ -112,7 +112,8 @@ class Stream:
         exists only if that transaction commits."""
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
-        row = executor(self.db, tx).fetchone(self._s_publish, (self.name, key, encode(payload)))
+        ex = self.db if tx is None else executor(self.db, tx)
+        row = ex.fetchone(self._s_publish, (self.name, key, encode(payload)))
         assert row is not None  # INSERT ... RETURNING offset
         offset: int = row[0]
         return offset
