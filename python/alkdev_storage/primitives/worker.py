@@ -41,7 +41,14 @@ async def run_task(
     result_ttl: float | None = 3600.0,
 ) -> None:
     """Run ``handler(job.payload)`` and ack, retry or fail the job."""
-    policy = JobPolicy(retries, retry_delay, backoff, timeout, save_result, result_ttl)
+    policy = JobPolicy(
+        retries=retries,
+        retry_delay_s=retry_delay,
+        backoff=backoff,
+        timeout_s=timeout,
+        save_result=save_result,
+        result_ttl_s=result_ttl,
+    )
     await policy.run(job, handler)
 
 
@@ -57,5 +64,12 @@ def run_task_blocking(
     result_ttl: float | None = 3600.0,
 ) -> None:
     """:func:`run_task` without an event loop."""
-    policy = JobPolicy(retries, retry_delay, backoff, timeout, save_result, result_ttl)
+    policy = JobPolicy(
+        retries=retries,
+        retry_delay_s=retry_delay,
+        backoff=backoff,
+        timeout_s=timeout,
+        save_result=save_result,
+        result_ttl_s=result_ttl,
+    )
     policy.run_blocking(job, handler)
