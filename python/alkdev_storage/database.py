@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from alkdev_storage._native import Params, Row
     from alkdev_storage.primitives.contract import DatabaseContract
     from alkdev_storage.primitives.scheduler import CronSchedule
-    from alkdev_storage.primitives.tasks import PeriodicTaskOptions, TaskOptions, _TaskWrapper
+    from alkdev_storage.primitives.tasks import PeriodicTaskOptions, TaskOptions, TaskWrapper
 
 __all__ = ["Database", "open"]
 
@@ -312,7 +312,7 @@ class Database(_native.Database):
 
     def task(
         self, queue: str = "default", name: str | None = None, **options: Unpack[TaskOptions]
-    ) -> Callable[[Callable[..., Any]], _TaskWrapper]:
+    ) -> Callable[[Callable[..., Any]], TaskWrapper]:
         """``@db.task(queue="emails", ...)`` is ``@db.queue("emails").task(...)``:
         calling the decorated function enqueues a run (options:
         :class:`~alkdev_storage.primitives.tasks.TaskOptions`)."""
@@ -324,7 +324,7 @@ class Database(_native.Database):
         queue: str = "default",
         name: str | None = None,
         **options: Unpack[PeriodicTaskOptions],
-    ) -> Callable[[Callable[..., Any]], _TaskWrapper]:
+    ) -> Callable[[Callable[..., Any]], TaskWrapper]:
         """``@db.periodic_task(schedule, queue="q", ...)`` is
         ``@db.queue("q").periodic_task(schedule, ...)``: a task the
         scheduler enqueues on ``schedule``."""

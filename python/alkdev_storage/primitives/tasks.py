@@ -63,6 +63,7 @@ __all__ = [
     "TaskRegistry",
     "TaskResult",
     "TaskSpec",
+    "TaskWrapper",
     "load_app",
     "periodic_task_decorator",
     "registry",
@@ -214,8 +215,9 @@ def _envelope(name: str, args: Any, kwargs: Any) -> dict[str, Any]:
     return {_ENVELOPE: {"task": name, "args": list(args), "kwargs": dict(kwargs)}}
 
 
-class _TaskWrapper:
-    """The decorated task: calling it enqueues; ``call_local`` runs it here."""
+class TaskWrapper:
+    """What ``@queue.task()`` returns: calling it enqueues a run (a
+    :class:`TaskResult`); ``call_local`` runs the function here."""
 
     def __init__(self, spec: TaskSpec, queue: Queue) -> None:
         self.spec = spec
@@ -271,7 +273,7 @@ def _check_options(options: dict[str, Any], allowed: frozenset[str], what: str) 
 
 def task_decorator(
     queue: Queue, name: str | None = None, **options: Unpack[TaskOptions]
-) -> Callable[[Callable[..., Any]], _TaskWrapper]:
+) -> Callable[[Callable[..., Any]], TaskWrapper]:
     """``@queue.task(name=None, **options)``: register the function as a
     task on ``queue``; calling it then enqueues a run (see
     :class:`TaskOptions`)."""
@@ -285,12 +287,12 @@ def task_decorator(
     if "store_result" in opts:
         opts["store_result"] = bool(opts["store_result"])
 
-    def decorate(fn: Callable[..., Any]) -> _TaskWrapper:
+    def decorate(fn: Callable[..., Any]) -> TaskWrapper:
         if not callable(fn):
             raise TypeError("@task() decorates a function")
         spec = TaskSpec(name=name or _default_name(fn), fn=fn, queue_name=queue.name, **opts)
         _REGISTRY.register(spec)
-        return _TaskWrapper(spec, queue)
+        return TaskWrapper(spec, queue)
 
     return decorate
 
@@ -300,7 +302,7 @@ def periodic_task_decorator(
     schedule: CronSchedule | str,
     name: str | None = None,
     **options: Unpack[PeriodicTaskOptions],
-) -> Callable[[Callable[..., Any]], _TaskWrapper]:
+) -> Callable[[Callable[..., Any]], TaskWrapper]:
     """``@queue.periodic_task(schedule, name=None, **options)``: a task
     that the scheduler enqueues on ``schedule`` (see
     :class:`PeriodicTaskOptions`)."""
@@ -314,7 +316,7 @@ def periodic_task_decorator(
     store_result = bool(opts.pop("store_result", False))
     result_ttl_s = int(opts.pop("result_ttl_s", _DEFAULT_RESULT_TTL_S))
 
-    def decorate(fn: Callable[..., Any]) -> _TaskWrapper:
+    def decorate(fn: Callable[..., Any]) -> TaskWrapper:
         if not callable(fn):
             raise TypeError("@periodic_task() decorates a function")
         task_name = name or _default_name(fn)
@@ -337,7 +339,7 @@ def periodic_task_decorator(
             priority=priority,
             expires=expires_s,
         )
-        return _TaskWrapper(spec, queue)
+        return TaskWrapper(spec, queue)
 
     return decorate
 

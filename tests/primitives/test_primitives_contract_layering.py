@@ -1,0 +1,46 @@
+"""The primitives talk to the Database only through the typed contract
+(primitives/contract.py): no Database private is used from primitives/,
+and database.py uses no private name of primitives/."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import alkdev_storage
+from alkdev_storage import primitives
+
+PKG = Path(alkdev_storage.__file__).parent
+PRIMITIVES = sorted(Path(primitives.__file__).parent.glob("*.py"))
+
+# A private attribute of a Database: db._x, self.db._x, self._db._x, queue.db._x
+DB_PRIVATE = re.compile(r"\b_?db\._[A-Za-z]")
+
+
+def test_primitives_use_no_database_private() -> None:
+    assert len(PRIMITIVES) >= 12
+    for path in PRIMITIVES:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            assert not DB_PRIVATE.search(code), f"{path.name}:{n}: {line.strip()}"
+
+
+def test_database_uses_no_private_name_of_primitives() -> None:
+    tree = ast.parse((PKG / "database.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            parts = node.module.split(".")
+            names = [a.name for a in node.names]
+            if parts[:2] == ["alkdev_storage", "primitives"]:
+                private = [p for p in parts[2:] + names if p.startswith("_")]
+                assert not private, f"database.py imports {node.module}: {names}"
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            # e.g. queue._unclaim(...): a private of a primitive object
+            if node.attr.startswith("_") and not node.attr.startswith("__"):
+                assert node.value.id in ("self", "_native"), ast.unparse(node)
+
+
+def test_no_type_ignore_in_primitives_and_database() -> None:
+    for path in [*PRIMITIVES, PKG / "database.py"]:
+        assert "type: ignore" not in path.read_text(), path.name
