@@ -14,9 +14,12 @@ Decisions
   inspection view, in one write transaction, as the honker binding does
   when it opens a file. The view is created only if missing (the honker
   binding drops and recreates it; we never drop anything).
-* SQL used by the primitives is prepared once per Database
-  (``Database._stmt``) and reused: statements are compiled once per
-  connection.
+* ``Database`` implements the primitives' typed contract
+  (:class:`~alkdev_storage.primitives.contract.DatabaseContract`): SQL used
+  by the primitives is prepared once per Database (``statement(sql)``) and
+  reused, so it is compiled once per connection; ``fetchone_on_writer`` is
+  the one helper that runs a statement in its own writer transaction;
+  ``wake_hub()`` is the asyncio wake bridge.
 * ``queue(name)`` / ``stream(name)`` / ``outbox(name)`` return the same
   object for the same name (honker's cache; later arguments are ignored,
   as in honker).
@@ -25,10 +28,11 @@ Decisions
   ``with open(...) as db`` does the same. A Database that is garbage
   collected stops its wake bridge (the native side closes when its last
   handle goes).
-* ``db.notify`` encodes payloads strictly (see
-  :mod:`alkdev_storage.primitives._util`) and inserts the row honker's
+* ``db.notify`` encodes its payload with the one payload codec
+  (:mod:`alkdev_storage.primitives.payload`) and inserts the row honker's
   ``notify()`` inserts, through a prepared statement; ``tx.notify`` is the
-  native method (``notify()`` itself).
+  native Transaction's method (honker's ``notify()`` SQL function, same
+  encoding rules).
 """
 
 from __future__ import annotations
@@ -37,17 +41,27 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from alkdev_storage import _native
-from alkdev_storage.primitives import _sql, _wake
-from alkdev_storage.primitives._util import as_int, check_name, encode
+from alkdev_storage.errors import InterfaceError
 from alkdev_storage.primitives.lock import Lock
-from alkdev_storage.primitives.notify import Listener, UpdateEvents
+from alkdev_storage.primitives.notify import SQL_NOTIFY, Listener, UpdateEvents
 from alkdev_storage.primitives.outbox import Outbox
+from alkdev_storage.primitives.payload import encode
 from alkdev_storage.primitives.queue import Queue
 from alkdev_storage.primitives.scheduler import Scheduler
 from alkdev_storage.primitives.stream import Stream
+from alkdev_storage.primitives.validate import as_int, check_name
+from alkdev_storage.primitives.wake import WakeHub
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from alkdev_storage._native import Params, Row
+    from alkdev_storage.primitives.contract import DatabaseContract
+    from alkdev_storage.primitives.scheduler import CronSchedule
+    from alkdev_storage.primitives.tasks import PeriodicTaskOptions, TaskOptions, TaskWrapper
 
 __all__ = ["Database", "open"]
 
@@ -82,6 +96,8 @@ class Database(_native.Database):
       writer, so code written for the honker binding runs unchanged.
     * honker's primitives: ``listen``, ``queue``, ``stream``, ``lock``,
       ``try_rate_limit``, ``scheduler``, ... (see the module docstring).
+    * ``statement``, ``fetchone_on_writer``, ``wake_hub``: the contract the
+      primitives build on (documented, stable, rarely needed directly).
     """
 
     def __init__(
@@ -91,12 +107,13 @@ class Database(_native.Database):
         max_readers: int = 8,
         watcher_poll_interval_ms: float | None = None,
     ) -> None:
-        super().__init__()  # type: ignore[call-arg]  # the native __new__ took the arguments
+        # The native __new__ opened the file with these arguments; there is
+        # no native __init__ to call.
         self._stmts: dict[str, _native.Statement] = {}
         self._queues: dict[str, Queue] = {}
         self._streams: dict[str, Stream] = {}
         self._outboxes: dict[str, Outbox] = {}
-        self._hub: _wake.WakeHub | None = None
+        self._hub: WakeHub | None = None
         self._hub_lock = threading.Lock()
         try:
             with self.transaction() as tx:
@@ -106,34 +123,44 @@ class Database(_native.Database):
             _native.Database.close(self)
             raise
 
-    # -- plumbing ------------------------------------------------------
+    # -- the primitives' contract (primitives/contract.py) --------------
 
-    def _stmt(self, sql: str) -> _native.Statement:
-        """A Statement prepared once per Database."""
+    def statement(self, sql: str) -> _native.Statement:
+        """The Statement for ``sql``, prepared once per Database and cached
+        (for a small fixed set of SQL texts, such as the primitives')."""
         st = self._stmts.get(sql)
         if st is None:
             st = self._stmts[sql] = self.prepare(sql)
         return st
 
-    def _w(self, stmt: _native.Statement, params: Any = None) -> Any:
-        """Run a writing statement (an ``honker_*`` write function) on the
-        writer in its own transaction; returns its first row.
+    def fetchone_on_writer(self, stmt: _native.Statement, params: Params = None) -> Row:
+        """Run ``stmt`` (a ``SELECT`` of a ``honker_*`` SQL function that
+        writes) in its own write transaction on the writer; its first row.
 
         Always the writer: some honker functions swallow the query-only
         error a reader would raise (``honker_fail`` returns 0), so letting
         the native layer try a reader first is not safe for them."""
+        # Simplifies once statements are classified natively: such a read
+        # routes itself to the writer, and this becomes self.fetchone().
         with self.transaction() as tx:
-            return tx.fetchone(stmt, params)
+            row = tx.fetchone(stmt, params)
+        if row is None:
+            raise InterfaceError(f"{stmt.sql!r} returned no row")
+        return row
 
-    def _wake_hub(self) -> _wake.WakeHub:
-        """The asyncio wake bridge of this Database (created on first use)."""
+    def wake_hub(self) -> WakeHub:
+        """The asyncio wake bridge of this Database (started on first use)."""
         hub = self._hub
         if hub is None:
             with self._hub_lock:
                 hub = self._hub
                 if hub is None:
-                    hub = self._hub = _wake.WakeHub(self)
+                    hub = self._hub = WakeHub(self)
         return hub
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<alkdev_storage.Database {self.path!r} {state}>"
 
     def close(self) -> None:
         """Close every connection and the update watcher (idempotent). Open
@@ -144,6 +171,7 @@ class Database(_native.Database):
             hub.stop(join=True)
 
     def __exit__(self, *args: object) -> Literal[False]:
+        """``with open(...) as db``: close on the way out."""
         self.close()
         return False
 
@@ -158,8 +186,8 @@ class Database(_native.Database):
         """Insert a notification on ``channel`` in its own transaction
         (use ``tx.notify`` inside a transaction). Returns its id."""
         check_name(channel, "channel")
-        row = self.fetchone(self._stmt(_sql.NOTIFY), (channel, encode(payload)))
-        assert row is not None
+        row = self.fetchone(self.statement(SQL_NOTIFY), (channel, encode(payload)))
+        assert row is not None  # INSERT ... RETURNING id
         return int(row[0])
 
     def listen(
@@ -212,16 +240,18 @@ class Database(_native.Database):
         per = as_int(per, "per")
         if limit <= 0 or per <= 0:
             raise ValueError("limit and per must be positive")
-        row = self._w(self._stmt("SELECT honker_rate_limit_try(?1, ?2, ?3)"), (name, limit, per))
+        row = self.fetchone_on_writer(
+            self.statement("SELECT honker_rate_limit_try(?1, ?2, ?3)"), (name, limit, per)
+        )
         return bool(row[0])
 
     def sweep_rate_limits(self, older_than_s: int = 3600) -> int:
         """Delete rate-limit windows older than ``older_than_s`` seconds."""
-        row = self._w(
-            self._stmt("SELECT honker_rate_limit_sweep(?1)"),
+        row = self.fetchone_on_writer(
+            self.statement("SELECT honker_rate_limit_sweep(?1)"),
             (as_int(older_than_s, "older_than_s"),),
         )
-        return row[0]  # type: ignore[no-any-return]
+        return int(row[0])
 
     # -- locks ---------------------------------------------------------
 
@@ -232,6 +262,10 @@ class Database(_native.Database):
     # -- queues, streams, outboxes, scheduler --------------------------
 
     def queue(self, name: str, visibility_timeout_s: int = 300, max_attempts: int = 3) -> Queue:
+        """The work queue ``name`` (the same object for the same name: the
+        options of the first call win, as in honker). ``visibility_timeout_s``
+        is how long a claim lasts, ``max_attempts`` how many claims a job
+        gets before it goes to the dead table."""
         q = self._queues.get(name)
         if q is None:
             q = Queue(
@@ -241,6 +275,7 @@ class Database(_native.Database):
         return q
 
     def stream(self, name: str) -> Stream:
+        """The durable stream ``name`` (the same object for the same name)."""
         s = self._streams.get(name)
         if s is None:
             s = self._streams.setdefault(name, Stream(self, name))
@@ -254,6 +289,9 @@ class Database(_native.Database):
         base_backoff_s: int = 5,
         visibility_timeout_s: int = 60,
     ) -> Outbox:
+        """The transactional outbox ``name``, delivering each payload with
+        ``delivery`` (the same object for the same name: the arguments of
+        the first call win, as in honker)."""
         o = self._outboxes.get(name)
         if o is None:
             o = Outbox(
@@ -273,20 +311,31 @@ class Database(_native.Database):
 
     # -- tasks ---------------------------------------------------------
 
-    def task(self, queue: str = "default", **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
-        """``@db.task(queue="emails")`` is ``@db.queue("emails").task()``."""
-        return self.queue(queue).task(**kwargs)
+    def task(
+        self, queue: str = "default", name: str | None = None, **options: Unpack[TaskOptions]
+    ) -> Callable[[Callable[..., Any]], TaskWrapper]:
+        """``@db.task(queue="emails", ...)`` is ``@db.queue("emails").task(...)``:
+        calling the decorated function enqueues a run (options:
+        :class:`~alkdev_storage.primitives.tasks.TaskOptions`)."""
+        return self.queue(queue).task(name, **options)
 
     def periodic_task(
-        self, schedule: Any, queue: str = "default", **kwargs: Any
-    ) -> Callable[[Callable[..., Any]], Any]:
-        return self.queue(queue).periodic_task(schedule, **kwargs)
+        self,
+        schedule: CronSchedule | str,
+        queue: str = "default",
+        name: str | None = None,
+        **options: Unpack[PeriodicTaskOptions],
+    ) -> Callable[[Callable[..., Any]], TaskWrapper]:
+        """``@db.periodic_task(schedule, queue="q", ...)`` is
+        ``@db.queue("q").periodic_task(schedule, ...)``: a task the
+        scheduler enqueues on ``schedule``."""
+        return self.queue(queue).periodic_task(schedule, name, **options)
 
     async def run_workers(
         self,
         queue: str | None = None,
         concurrency: int | None = None,
-        stop_event: Any = None,
+        stop_event: asyncio.Event | None = None,
     ) -> None:
         """Run task workers until ``stop_event`` is set or cancelled."""
         from alkdev_storage.primitives.tasks import run_workers
@@ -323,3 +372,8 @@ def open(
     return Database(
         path, max_readers=max_readers, watcher_poll_interval_ms=watcher_poll_interval_ms
     )
+
+
+if TYPE_CHECKING:
+    # Database implements the primitives' contract (checked by mypy).
+    _contract_check: type[DatabaseContract] = Database

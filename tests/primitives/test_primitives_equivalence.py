@@ -236,7 +236,7 @@ def test_queue_operations_match_honker_functions(mdb, rows, op) -> None:  # type
         _, i, worker, extend = op
 
         def ours(tx: Any, c: Any) -> Any:
-            stmt = mdb._stmt(q("a")._s_heartbeat.sql)
+            stmt = mdb.statement(q("a")._s_heartbeat.sql)
             return tx.execute(stmt, (_pick(c["ids"], i), worker, extend)).changes > 0
 
         def theirs(tx: Any, c: Any) -> Any:
@@ -344,7 +344,7 @@ def test_stream_and_notify_match_honker_functions(mdb, events, offsets, op) -> N
         from alkdev_storage.primitives import _sql
 
         def ours(tx: Any, c: Any) -> Any:
-            row = tx.fetchone(mdb._stmt(_sql.STREAM_GET_OFFSET), (name, topic))
+            row = tx.fetchone(mdb.statement(_sql.STREAM_GET_OFFSET), (name, topic))
             return 0 if row is None else row[0]
 
         def theirs(tx: Any, c: Any) -> Any:
@@ -352,10 +352,10 @@ def test_stream_and_notify_match_honker_functions(mdb, events, offsets, op) -> N
 
     else:
         _, channel, p = op
-        from alkdev_storage.primitives import _sql
+        from alkdev_storage.primitives.notify import SQL_NOTIFY
 
         def ours(tx: Any, c: Any) -> Any:
-            return tx.fetchone(mdb._stmt(_sql.NOTIFY), (channel, str(p)))[0]
+            return tx.fetchone(mdb.statement(SQL_NOTIFY), (channel, str(p)))[0]
 
         def theirs(tx: Any, c: Any) -> Any:
             return tx.fetchone("SELECT notify(?, ?)", (channel, str(p)))[0]

@@ -139,7 +139,7 @@ def test_many_async_listeners_share_one_bridge_thread(db) -> None:  # type: igno
     asyncio.run(main())
     # one bridge thread for the Database, however many listeners
     assert threading.active_count() - before <= 1
-    assert db._wake_hub().running
+    assert db.wake_hub().running
 
 
 def test_async_listener_close_from_other_task(db) -> None:  # type: ignore[no-untyped-def]
@@ -185,7 +185,7 @@ def test_close_database_ends_iterators(db_path) -> None:  # type: ignore[no-unty
     t.join(5)
     assert not t.is_alive()
     assert result == [[]]
-    assert not db._wake_hub().running
+    assert not db.wake_hub().running
     assert sync_listener.get(0) is None
 
 

@@ -14,13 +14,27 @@ to end an iteration when idle, ``Lock.renew()`` with
 returning the event's offset.
 
 Layering: this package imports only ``alkdev_storage._native`` and
-``alkdev_storage.errors``.
+``alkdev_storage.errors``, and sees the Database only through the typed
+contract of :mod:`alkdev_storage.primitives.contract`. Its exceptions
+(:class:`LockHeld`, :class:`LeadershipLost`, :class:`Retryable`,
+:class:`UnknownTaskError`) are defined in :mod:`alkdev_storage.errors` and
+re-exported here.
+
+Files: ``contract.py`` (what a primitive needs from a Database and a
+Transaction), ``payload.py`` (the one payload codec), ``validate.py``
+(argument checks), ``wake.py`` (commits wake iterators), ``_sql.py`` (the
+hot-path statements), ``policy.py`` (the one job-execution policy), and
+one file per primitive: ``notify.py``, ``queue.py``, ``stream.py``,
+``lock.py``, ``scheduler.py``, ``tasks.py``, ``worker.py``, ``outbox.py``.
 """
 
-from alkdev_storage.primitives.lock import LeadershipLost, Lock, LockHeld
+from alkdev_storage.errors import LeadershipLost, LockHeld, Retryable, UnknownTaskError
+from alkdev_storage.primitives.contract import DatabaseContract, TransactionContract
+from alkdev_storage.primitives.lock import Lock
 from alkdev_storage.primitives.notify import Listener, Notification, UpdateEvents
 from alkdev_storage.primitives.outbox import Outbox
-from alkdev_storage.primitives.queue import ClaimIterator, Job, Queue, Retryable
+from alkdev_storage.primitives.policy import JobPolicy
+from alkdev_storage.primitives.queue import ClaimIterator, Job, Queue
 from alkdev_storage.primitives.scheduler import (
     CronSchedule,
     Scheduler,
@@ -30,10 +44,12 @@ from alkdev_storage.primitives.scheduler import (
 )
 from alkdev_storage.primitives.stream import Event, Stream, StreamSubscription
 from alkdev_storage.primitives.tasks import (
+    PeriodicTaskOptions,
+    TaskOptions,
     TaskRegistry,
     TaskResult,
     TaskSpec,
-    UnknownTaskError,
+    TaskWrapper,
     load_app,
     registry,
     run_workers,
@@ -44,22 +60,28 @@ from alkdev_storage.primitives.worker import run_task, run_task_blocking
 __all__ = [
     "ClaimIterator",
     "CronSchedule",
+    "DatabaseContract",
     "Event",
     "Job",
+    "JobPolicy",
     "LeadershipLost",
     "Listener",
     "Lock",
     "LockHeld",
     "Notification",
     "Outbox",
+    "PeriodicTaskOptions",
     "Queue",
     "Retryable",
     "Scheduler",
     "Stream",
     "StreamSubscription",
+    "TaskOptions",
     "TaskRegistry",
     "TaskResult",
     "TaskSpec",
+    "TaskWrapper",
+    "TransactionContract",
     "UnknownTaskError",
     "UpdateEvents",
     "cron_next_after",

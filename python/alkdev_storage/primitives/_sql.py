@@ -13,13 +13,15 @@ whole enqueue transaction), ``honker_ack`` adds ~40 µs and
 
 So the operations that run once per job or per event (enqueue, claim, ack,
 ack_batch, retry, fail, heartbeat, the next-claim deadline, stream publish,
-consumer offsets, notify) run these statements instead, prepared once per
-connection. Each reproduces the corresponding honker-core function step by
-step: the same rows selected, the same columns written, the same order of
-statements, in one transaction. ``tests/test_primitives_equivalence.py``
-runs both on identical randomized states (hypothesis) and compares results
-and table contents. Everything else (scheduler, locks, rate limits,
-results, cancel, get_job, sweep) calls the ``honker_*`` functions.
+consumer offsets) run these statements instead, prepared once per
+connection (``db.notify``'s insert is ``notify.SQL_NOTIFY``, same idea).
+Each reproduces the corresponding honker-core function step by step: the
+same rows selected, the same columns written, the same order of
+statements, in one transaction.
+``tests/primitives/test_primitives_equivalence.py`` runs both on identical
+randomized states (hypothesis) and compares results and table contents.
+Everything else (scheduler, locks, rate limits, results, cancel, get_job,
+sweep) calls the ``honker_*`` functions.
 
 The statements are written for this package (not copied from honker-core).
 """
@@ -38,7 +40,6 @@ __all__ = [
     "HEARTBEAT",
     "INSERT_DEAD",
     "NEXT_CLAIM_AT",
-    "NOTIFY",
     "RETRY_FIND",
     "RETRY_TO_PENDING",
     "STREAM_GET_OFFSET",
@@ -181,6 +182,3 @@ STREAM_SAVE_OFFSET = (
 )
 
 STREAM_GET_OFFSET = "SELECT offset FROM _honker_stream_consumers WHERE name = ?1 AND topic = ?2"
-
-# ?1 channel ?2 payload (what honker-core's notify() inserts)
-NOTIFY = "INSERT INTO _honker_notifications (channel, payload) VALUES (?1, ?2) RETURNING id"

@@ -21,11 +21,16 @@ Decisions
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 
-from alkdev_storage.primitives._util import as_int, check_name
+from alkdev_storage.errors import LeadershipLost, LockHeld
+from alkdev_storage.primitives.validate import as_int, check_name
 
-__all__ = ["LeadershipLost", "Lock", "LockHeld"]
+if TYPE_CHECKING:
+    from alkdev_storage.primitives.contract import DatabaseContract
+
+__all__ = ["Lock", "check_ttl"]
 
 SQL_ACQUIRE = "SELECT honker_lock_acquire(?1, ?2, ?3)"
 SQL_RELEASE = "SELECT honker_lock_release(?1, ?2)"
@@ -33,16 +38,8 @@ SQL_RENEW = "SELECT honker_lock_renew(?1, ?2, ?3)"
 SQL_HELD = "SELECT 1 FROM _honker_locks WHERE name = ?1 AND owner = ?2 AND expires_at > unixepoch()"
 
 
-class LockHeld(Exception):
-    """The lock is held by another owner (raised when entering ``db.lock``)."""
-
-
-class LeadershipLost(Exception):
-    """A lock we held is no longer ours (it expired and was taken, or was
-    released): raised by ``Lock.renew()`` and by the scheduler runner."""
-
-
 def check_ttl(ttl: Any) -> int:
+    """A lock TTL: whole seconds, at least 1 (``ValueError`` otherwise)."""
     t = as_int(ttl, "ttl")
     if t < 1:
         raise ValueError(f"ttl must be at least 1 second, got {ttl!r}")
@@ -54,7 +51,7 @@ class Lock:
 
     __slots__ = ("acquired", "db", "name", "owner", "ttl")
 
-    def __init__(self, db: Any, name: str, ttl: int, owner: str) -> None:
+    def __init__(self, db: DatabaseContract, name: str, ttl: int, owner: str) -> None:
         check_name(name, "lock name")
         check_name(owner, "lock owner")
         self.db = db
@@ -65,13 +62,15 @@ class Lock:
 
     def acquire(self) -> bool:
         """Try to take the lock (no waiting). True if we hold it now."""
-        r = self.db._w(self.db._stmt(SQL_ACQUIRE), (self.name, self.owner, self.ttl))
+        db = self.db
+        r = db.fetchone_on_writer(db.statement(SQL_ACQUIRE), (self.name, self.owner, self.ttl))
         self.acquired = bool(r[0])
         return self.acquired
 
     def release(self) -> bool:
         """Release the lock if it is ours. True if a row was deleted."""
-        r = self.db._w(self.db._stmt(SQL_RELEASE), (self.name, self.owner))
+        db = self.db
+        r = db.fetchone_on_writer(db.statement(SQL_RELEASE), (self.name, self.owner))
         self.acquired = False
         return bool(r[0])
 
@@ -79,7 +78,8 @@ class Lock:
         """Extend the lock to ``ttl`` (default: the lock's ttl) seconds from
         now. Raises :class:`LeadershipLost` if it is no longer ours."""
         t = self.ttl if ttl is None else check_ttl(ttl)
-        r = self.db._w(self.db._stmt(SQL_RENEW), (self.name, self.owner, t))
+        db = self.db
+        r = db.fetchone_on_writer(db.statement(SQL_RENEW), (self.name, self.owner, t))
         if not r[0]:
             self.acquired = False
             raise LeadershipLost(f"lock {self.name!r} is no longer held by owner {self.owner!r}")
@@ -87,28 +87,40 @@ class Lock:
 
     def is_held(self) -> bool:
         """True if we own the lock and it has not expired."""
-        return self.db.fetchone(self.db._stmt(SQL_HELD), (self.name, self.owner)) is not None
+        return self.db.fetchone(self.db.statement(SQL_HELD), (self.name, self.owner)) is not None
 
     def __enter__(self) -> Lock:
+        """Take the lock; :class:`~alkdev_storage.errors.LockHeld` if another
+        owner holds it."""
         if not self.acquire():
             raise LockHeld(f"lock {self.name!r} is already held")
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        """Release the lock if it is still ours (never raises for a lost lock)."""
         if self.acquired and not self.db.closed:
             self.release()
         return False
 
     async def __aenter__(self) -> Lock:
+        """``async with``: as :meth:`__enter__` (a short write transaction)."""
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        """``async with``: as :meth:`__exit__`."""
         return self.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
         state = "acquired" if self.acquired else "not acquired"
         return f"<Lock {self.name!r} owner={self.owner!r} ttl={self.ttl} {state}>"
 
-
-# The honker binding's name for the class.
-_Lock = Lock

@@ -1,9 +1,11 @@
 """Ephemeral notifications: ``db.notify`` / ``tx.notify`` / ``db.listen``.
 
 Rows live in honker's ``_honker_notifications`` table (created by
-honker-core when the writer opens) and are written by honker's ``notify()``
-SQL function, so listeners in any honker binding see them, and ours see
-theirs.
+honker-core's bootstrap): ``tx.notify`` (native) calls honker's ``notify()``
+SQL function, ``db.notify`` inserts the same row with the prepared
+:data:`SQL_NOTIFY` (cheaper than calling the function, see
+:mod:`alkdev_storage.primitives._sql`). Listeners in any honker binding see
+them, and ours see theirs.
 
 Decisions
 ---------
@@ -25,16 +27,31 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from alkdev_storage import errors as _errors
-from alkdev_storage.primitives._util import check_name, decode, is_closed_error
-from alkdev_storage.primitives._wake import NOTHING, WakeIterator, resolve
+from alkdev_storage import _native
+from alkdev_storage.errors import InterfaceError
+from alkdev_storage.primitives.payload import decode
+from alkdev_storage.primitives.validate import check_name, is_closed_error
+from alkdev_storage.primitives.wake import NOTHING, WakeIterator, resolve
 
-__all__ = ["Listener", "Notification", "UpdateEvents"]
+if TYPE_CHECKING:
+    import asyncio
+
+    from alkdev_storage.primitives.contract import DatabaseContract
+
+__all__ = ["SQL_NOTIFY", "Listener", "Notification", "UpdateEvents"]
 
 _LISTEN_BATCH = 1000
 _UNSET: Any = object()
+
+# ?1 channel ?2 payload (JSON text): the row honker-core's notify() inserts.
+SQL_NOTIFY = "INSERT INTO _honker_notifications (channel, payload) VALUES (?1, ?2) RETURNING id"
+SQL_LISTEN_READ = (
+    "SELECT id, channel, payload, created_at FROM _honker_notifications "
+    "WHERE channel = ?1 AND id > ?2 ORDER BY id LIMIT " + str(_LISTEN_BATCH)
+)
+SQL_LISTEN_START = "SELECT COALESCE(MAX(id), 0) FROM _honker_notifications WHERE channel = ?1"
 
 
 class Notification:
@@ -60,6 +77,8 @@ class Notification:
 
     @property
     def payload(self) -> Any:
+        """The decoded JSON payload (decoded on first access; the raw text
+        if it is not JSON)."""
         if self._payload is _UNSET:
             raw = self._payload_raw
             if raw is None or raw == "" or raw == "null":
@@ -81,7 +100,7 @@ class Listener(WakeIterator):
 
     def __init__(
         self,
-        db: Any,
+        db: DatabaseContract,
         channel: str,
         fallback_poll_s: float | None = 15.0,
         *,
@@ -93,14 +112,8 @@ class Listener(WakeIterator):
         self.channel = channel
         self.fallback_poll_s = None if fallback_poll_s is None else float(fallback_poll_s)
         self._buffer: deque[Notification] = deque()
-        self._stmt = db._stmt(
-            "SELECT id, channel, payload, created_at FROM _honker_notifications "
-            "WHERE channel = ?1 AND id > ?2 ORDER BY id LIMIT " + str(_LISTEN_BATCH)
-        )
-        row = db.fetchone(
-            db._stmt("SELECT COALESCE(MAX(id), 0) FROM _honker_notifications WHERE channel = ?1"),
-            (channel,),
-        )
+        self._s_read = db.statement(SQL_LISTEN_READ)
+        row = db.fetchone(db.statement(SQL_LISTEN_START), (channel,))
         self._last_seen: int = int(row[0]) if row else 0
 
     @property
@@ -112,7 +125,7 @@ class Listener(WakeIterator):
         buf = self._buffer
         if buf:
             return buf.popleft()
-        rows = self.db.fetchall(self._stmt, (self.channel, self._last_seen))
+        rows = self.db.fetchall(self._s_read, (self.channel, self._last_seen))
         if not rows:
             return NOTHING
         self._last_seen = rows[-1][0]
@@ -132,23 +145,29 @@ class UpdateEvents:
     commit to the file (from any process; bursts coalesce). Async and
     blocking iteration; ``close()`` ends it."""
 
-    def __init__(self, db: Any, *, timeout: float | None = None) -> None:
+    def __init__(self, db: DatabaseContract, *, timeout: float | None = None) -> None:
         self._db = db
         self._timeout = timeout
         # Subscribe now (a channel on the shared watcher, no thread), so
         # ticks between creation and the first wait are not lost.
-        self._sub: Any = db.subscribe_updates()
+        self._sub: _native.UpdateSubscription | None = db.subscribe_updates()
         self._token: int | None = None
-        self._fut: Any = None
+        self._fut: asyncio.Future[None] | None = None
         self._closed = False
 
     @property
     def path(self) -> str:
+        """The database file's path."""
         return str(self._db.path)
 
     @property
     def closed(self) -> bool:
+        """True once closed (or its Database closed)."""
         return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<UpdateEvents {self.path!r} {state}>"
 
     def __iter__(self) -> UpdateEvents:
         return self
@@ -168,7 +187,7 @@ class UpdateEvents:
             return False
         try:
             return bool(sub.wait(timeout))
-        except _errors.InterfaceError as e:
+        except InterfaceError as e:
             if self._closed or is_closed_error(self._db, e):
                 self._closed = True
                 return False
@@ -181,7 +200,7 @@ class UpdateEvents:
         if self._closed:
             raise StopAsyncIteration
         try:
-            hub = self._db._wake_hub()
+            hub = self._db.wake_hub()
             if self._token is None:
                 self._token = hub.token()
                 sub = self._sub
@@ -205,13 +224,14 @@ class UpdateEvents:
                     if wait_s <= 0:
                         raise StopAsyncIteration
                 await hub.wait(self._token, wait_s, self)
-        except _errors.InterfaceError as e:
+        except InterfaceError as e:
             if self._closed or is_closed_error(self._db, e):
                 self._closed = True
                 raise StopAsyncIteration from None
             raise
 
     def close(self) -> None:
+        """End the iteration (idempotent); a waiting ``async for`` returns."""
         if self._closed:
             return
         self._closed = True
@@ -226,6 +246,7 @@ class UpdateEvents:
                 pass
 
     async def aclose(self) -> None:
+        """Async :meth:`close`."""
         self.close()
 
     def __enter__(self) -> UpdateEvents:

@@ -6,8 +6,11 @@ Decisions
 ---------
 * The outbox is a queue named ``_outbox:<name>`` (honker's name, so a
   honker process can deliver ours and the reverse).
-* Backoff: ``base_backoff_s * 2 ** (attempts - 1)``; after
-  ``max_attempts`` the job moves to the dead table.
+* Delivery follows the shared job policy
+  (:mod:`alkdev_storage.primitives.policy`): a failed delivery is retried
+  after ``base_backoff_s * 2 ** (attempts - 1)`` seconds;
+  :class:`~alkdev_storage.errors.Retryable` retries after its own
+  ``delay_s``; after ``max_attempts`` the job moves to the dead table.
 * ``run_worker`` (async, forever) as in honker; ``run_worker_blocking``
   delivers in the calling thread until ``stop_event`` or an idle
   ``timeout``, and returns how many deliveries succeeded.
@@ -15,23 +18,26 @@ Decisions
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import threading
-import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alkdev_storage.primitives._util import as_int, check_name
-from alkdev_storage.primitives.queue import Job, Queue
+from alkdev_storage.primitives.policy import JobPolicy
+from alkdev_storage.primitives.validate import as_int, check_name
+
+if TYPE_CHECKING:
+    from alkdev_storage.primitives.contract import DatabaseContract, TransactionContract
+    from alkdev_storage.primitives.queue import Queue
 
 __all__ = ["Outbox"]
 
 
 class Outbox:
+    """A named transactional outbox (``db.outbox(name, delivery)``)."""
+
     def __init__(
         self,
-        db: Any,
+        db: DatabaseContract,
         name: str,
         delivery: Callable[[Any], Any],
         max_attempts: int = 5,
@@ -51,9 +57,11 @@ class Outbox:
             visibility_timeout_s=visibility_timeout_s,
             max_attempts=self.max_attempts,
         )
+        self._policy = JobPolicy(retry_delay_s=self.base_backoff_s, backoff=2.0)
 
     @property
     def queue(self) -> Queue:
+        """The queue holding the pending deliveries (``_outbox:<name>``)."""
         return self._queue
 
     def __repr__(self) -> str:
@@ -62,35 +70,25 @@ class Outbox:
     def enqueue(
         self,
         payload: Any,
-        tx: Any = None,
+        tx: TransactionContract | None = None,
         priority: int = 0,
         delay: float | None = None,
         run_at: int | None = None,
         expires: float | None = None,
     ) -> None:
+        """Add a delivery of ``payload``; with ``tx`` it exists only if that
+        transaction commits (the point of an outbox)."""
         self._queue.enqueue(
             payload, tx=tx, priority=priority, delay=delay, run_at=run_at, expires=expires
         )
 
-    def _failed(self, job: Job, e: BaseException) -> None:
-        delay = self.base_backoff_s * (2 ** max(0, job.attempts - 1))
-        job.retry(delay_s=delay, error=f"{e}\n{''.join(traceback.format_exception(e))}")
-
     async def run_worker(self, worker_id: str) -> None:
         """Deliver forever (cancel the task to stop)."""
         it = self._queue.claim(worker_id)
+        run = self._policy.run
         try:
             async for job in it:
-                try:
-                    if inspect.iscoroutinefunction(self.delivery):
-                        await self.delivery(job.payload)
-                    else:
-                        self.delivery(job.payload)
-                    job.ack()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:
-                    self._failed(job, e)
+                await run(job, self.delivery)
         finally:
             it.close()
 
@@ -101,10 +99,12 @@ class Outbox:
         timeout: float | None = None,
     ) -> int:
         """Deliver in this thread until ``stop_event`` is set (checked every
-        0.25 s) or nothing arrived for ``timeout`` seconds."""
+        0.25 s) or nothing arrived for ``timeout`` seconds. Returns how many
+        deliveries succeeded."""
         delivered = 0
         wait = timeout if stop_event is None else (0.25 if timeout is None else min(0.25, timeout))
         it = self._queue.claim(worker_id)
+        run = self._policy.run_blocking
         idle = 0.0
         try:
             while not (stop_event is not None and stop_event.is_set()):
@@ -117,15 +117,8 @@ class Outbox:
                         break
                     continue
                 idle = 0.0
-                try:
-                    if inspect.iscoroutinefunction(self.delivery):
-                        asyncio.run(self.delivery(job.payload))
-                    else:
-                        self.delivery(job.payload)
-                    job.ack()
+                if run(job, self.delivery):
                     delivered += 1
-                except Exception as e:
-                    self._failed(job, e)
         finally:
             it.close()
         return delivered

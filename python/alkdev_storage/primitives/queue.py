@@ -43,21 +43,21 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from alkdev_storage import _native
+from alkdev_storage.errors import InterfaceError
 from alkdev_storage.primitives import _sql
-from alkdev_storage.primitives._util import (
-    as_int,
-    check_name,
-    check_tx,
-    decode,
-    encode,
-    opt_int,
-)
-from alkdev_storage.primitives._wake import NOTHING, WakeIterator
+from alkdev_storage.primitives.contract import executor
+from alkdev_storage.primitives.payload import decode, encode
+from alkdev_storage.primitives.tasks import periodic_task_decorator, task_decorator
+from alkdev_storage.primitives.validate import as_int, check_name
+from alkdev_storage.primitives.wake import NOTHING, WakeIterator
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
 
-__all__ = ["ClaimIterator", "Job", "Queue", "Retryable"]
+    from alkdev_storage.primitives.contract import DatabaseContract, TransactionContract
+
+__all__ = ["ClaimIterator", "Job", "Queue"]
 
 _UNSET: Any = object()
 
@@ -71,17 +71,9 @@ SQL_RESULT_GET = "SELECT honker_result_get(?1)"
 SQL_RESULT_SWEEP = "SELECT honker_result_sweep()"
 
 
-class Retryable(Exception):
-    """Raise from a task handler to ask for a retry after ``delay_s``
-    seconds (any other exception is retried with the task's delay)."""
-
-    def __init__(self, message: str = "", delay_s: int = 60) -> None:
-        super().__init__(message)
-        self.delay_s = int(delay_s)
-
-
 class Job:
-    """A claimed job. ``payload`` is decoded from JSON lazily."""
+    """A claimed job (what ``claim()``, ``claim_one()`` and
+    ``claim_batch()`` return). ``payload`` is decoded from JSON lazily."""
 
     __slots__ = (
         "_payload",
@@ -102,19 +94,19 @@ class Job:
 
     def __init__(self, queue: Queue, row: dict[str, Any]) -> None:
         self.queue = queue
-        self.id = row["id"]
-        self.queue_name = row["queue"]
-        self._payload_raw = row["payload"]
-        self._payload = _UNSET
-        self.worker_id = row["worker_id"]
-        self.attempts = row["attempts"]
-        self.claim_expires_at = row["claim_expires_at"]
-        self.state = row.get("state", "processing")
-        self.priority = row.get("priority", 0)
-        self.run_at = row.get("run_at", 0)
-        self.max_attempts = row.get("max_attempts", queue.max_attempts)
-        self.last_error = row.get("last_error", None)
-        self.created_at = row.get("created_at", 0)
+        self.id: int = row["id"]
+        self.queue_name: str = row["queue"]
+        self._payload_raw: str | None = row["payload"]
+        self._payload: Any = _UNSET
+        self.worker_id: str = row["worker_id"]
+        self.attempts: int = row["attempts"]
+        self.claim_expires_at: int = row["claim_expires_at"]
+        self.state: str = row.get("state", "processing")
+        self.priority: int = row.get("priority", 0)
+        self.run_at: int = row.get("run_at", 0)
+        self.max_attempts: int = row.get("max_attempts", queue.max_attempts)
+        self.last_error: str | None = row.get("last_error", None)
+        self.created_at: int = row.get("created_at", 0)
 
     @classmethod
     def _claimed(cls, queue: Queue, row: tuple[Any, ...]) -> Job:
@@ -134,23 +126,31 @@ class Job:
 
     @property
     def payload(self) -> Any:
+        """The decoded JSON payload (decoded on first access)."""
         if self._payload is _UNSET:
             raw = self._payload_raw
             self._payload = decode(raw) if raw else None
         return self._payload
 
-    def ack(self, *, tx: Any = None) -> bool:
+    def ack(self, *, tx: TransactionContract | None = None) -> bool:
         """Delete the job if our claim is still valid; True if it was.
         With ``tx`` the ack commits (or not) with the caller's writes."""
         return self.queue.ack(self.id, self.worker_id, tx=tx)
 
     def retry(self, delay_s: int = 60, error: str = "") -> bool:
+        """Back to pending, claimable again after ``delay_s`` seconds (or to
+        the dead table once its attempts are used up), recording
+        ``error``. True iff our claim was still valid."""
         return self.queue.retry(self.id, self.worker_id, delay_s, error)
 
     def fail(self, error: str = "") -> bool:
+        """Straight to the dead table with ``error``. True iff our claim was
+        still valid."""
         return self.queue.fail(self.id, self.worker_id, error)
 
     def heartbeat(self, extend_s: int | None = None) -> bool:
+        """Extend our claim to ``extend_s`` seconds from now (default: the
+        queue's visibility timeout). False if the claim is no longer ours."""
         return self.queue.heartbeat(self.id, self.worker_id, extend_s)
 
     def __repr__(self) -> str:
@@ -165,11 +165,11 @@ def _first(row: tuple[Any, ...] | None) -> Any:
 
 
 class Queue:
-    """A named work queue (``db.queue(name)``)."""
+    """A named work queue (``db.queue(name)``; see the module docstring)."""
 
     def __init__(
         self,
-        db: Any,
+        db: DatabaseContract,
         name: str,
         visibility_timeout_s: int = 300,
         max_attempts: int = 3,
@@ -188,14 +188,15 @@ class Queue:
         # Claims of claim() iterators dropped without close(): given back in
         # the next claim transaction. List of (worker_id, [job ids]).
         self._orphans: list[tuple[str, list[int]]] = []
-        s = db._stmt
+        s = db.statement
         self._s_enqueue = s(_sql.ENQUEUE)
         self._s_dead_scan = s(_sql.DEAD_LETTER_EXHAUSTED)
         self._s_insert_dead = s(_sql.INSERT_DEAD)
         self._s_claim = s(_sql.CLAIM)
-        self._claim_stmts: dict[int, Any] = {}
+        self._claim_stmts: dict[int, _native.Statement] = {}
         self._s_ack = s(_sql.ACK)
         self._s_ack_many = s(_sql.ACK_MANY)
+        self._s_unclaim = s(_sql.UNCLAIM)
         self._s_retry_find = s(_sql.RETRY_FIND)
         self._s_delete = s(_sql.DELETE_JOB)
         self._s_to_pending = s(_sql.RETRY_TO_PENDING)
@@ -209,15 +210,12 @@ class Queue:
             f"max_attempts={self.max_attempts}>"
         )
 
-    def _channel(self) -> str:
-        return f"honker:{self.name}"
-
     # -- producing -----------------------------------------------------
 
     def enqueue(
         self,
         payload: Any,
-        tx: Any = None,
+        tx: TransactionContract | None = None,
         run_at: int | None = None,
         delay: float | None = None,
         priority: int = 0,
@@ -227,22 +225,26 @@ class Queue:
         over ``run_at`` (unix time); ``expires`` is seconds from now after
         which the job is no longer claimable. With ``tx`` the job exists
         only if that transaction commits."""
+        # Hot path: the optional numbers are converted only when given.
         params = (
             self.name,
             encode(payload),
-            opt_int(run_at, "run_at"),
-            opt_int(delay, "delay"),
-            as_int(priority, "priority"),
+            None if run_at is None else as_int(run_at, "run_at"),
+            None if delay is None else as_int(delay, "delay"),
+            priority if type(priority) is int else as_int(priority, "priority"),
             self.max_attempts,
-            opt_int(expires, "expires"),
+            None if expires is None else as_int(expires, "expires"),
         )
-        if tx is None:
-            return self.db.fetchone(self._s_enqueue, params)[0]  # type: ignore[no-any-return]
-        return check_tx(tx).fetchone(self._s_enqueue, params)[0]  # type: ignore[no-any-return]
+        ex = self.db if tx is None else executor(self.db, tx)
+        row = ex.fetchone(self._s_enqueue, params)
+        assert row is not None  # INSERT ... RETURNING id
+        job_id: int = row[0]
+        return job_id
 
     # -- claiming ------------------------------------------------------
 
     def claim_one(self, worker_id: str) -> Job | None:
+        """Claim one job now, or None if none is claimable."""
         jobs = self.claim_batch(worker_id, 1)
         return jobs[0] if jobs else None
 
@@ -255,9 +257,10 @@ class Queue:
         with self.db.transaction() as tx:
             if self._orphans:
                 self._unclaim_orphans_in(tx)
-            return self._claim_in(tx, worker_id, n)
+            jobs = self._claim_in(tx, worker_id, n)
+        return jobs
 
-    def _claim_in(self, tx: Any, worker_id: str, n: int) -> list[Job]:
+    def _claim_in(self, tx: TransactionContract, worker_id: str, n: int) -> list[Job]:
         """honker_claim_batch, step by step, inside ``tx``."""
         dead = tx.fetchall(self._s_dead_scan, (self.name,))
         if dead:
@@ -267,26 +270,26 @@ class Queue:
             if n > _sql.CLAIM_LITERAL_MAX:
                 stmt = self._s_claim
             else:
-                stmt = self._claim_stmts[n] = self.db._stmt(_sql.claim_sql(n))
+                stmt = self._claim_stmts[n] = self.db.statement(_sql.claim_sql(n))
         rows = tx.fetchall(stmt, (self.name, worker_id, n, self.visibility_timeout_s))
         claimed = Job._claimed
         return [claimed(self, r) for r in rows]
 
-    def _unclaim_orphans_in(self, tx: Any) -> None:
+    def _unclaim_orphans_in(self, tx: TransactionContract) -> None:
         orphans, self._orphans = self._orphans, []
-        unclaim = self.db._stmt(_sql.UNCLAIM)
         for worker_id, ids in orphans:
-            tx.execute(unclaim, (encode(ids), worker_id))
+            tx.execute(self._s_unclaim, (encode(ids), worker_id))
 
     def _unclaim(self, worker_id: str, ids: list[int]) -> int:
         """Give back claimed, never-processed jobs (attempts restored)."""
         if not ids:
             return 0
-        return self.db.execute(self.db._stmt(_sql.UNCLAIM), (encode(ids), worker_id)).changes  # type: ignore[no-any-return]
+        return self.db.execute(self._s_unclaim, (encode(ids), worker_id)).changes
 
     def _next_claim_at(self) -> int:
         """Next future unix time at which a job could become claimable, or 0."""
-        return int(self.db.fetchone(self._s_next, (self.name,))[0])
+        row = self.db.fetchone(self._s_next, (self.name,))
+        return int(row[0]) if row else 0
 
     def claim(
         self,
@@ -303,23 +306,22 @@ class Queue:
         check_name(worker_id, "worker_id")
         return ClaimIterator(self, worker_id, idle_poll_s, batch_size, timeout)
 
-    def ack(self, job_id: int, worker_id: str, *, tx: Any = None) -> bool:
+    def ack(self, job_id: int, worker_id: str, *, tx: TransactionContract | None = None) -> bool:
         """Delete the job if ``worker_id``'s claim is still valid (True)."""
-        params = (as_int(job_id, "job_id"), worker_id)
-        if tx is None:
-            return self.db.execute(self._s_ack, params).changes > 0  # type: ignore[no-any-return]
-        return check_tx(tx).execute(self._s_ack, params).changes > 0  # type: ignore[no-any-return]
+        params = (job_id if type(job_id) is int else as_int(job_id, "job_id"), worker_id)
+        ex = self.db if tx is None else executor(self.db, tx)
+        return ex.execute(self._s_ack, params).changes > 0
 
-    def ack_batch(self, job_ids: Iterable[int], worker_id: str, *, tx: Any = None) -> int:
+    def ack_batch(
+        self, job_ids: Iterable[int], worker_id: str, *, tx: TransactionContract | None = None
+    ) -> int:
         """Ack several jobs in one transaction; returns how many claims were
         still valid."""
-        ids = [as_int(i, "job id") for i in job_ids]
+        ids = [i if type(i) is int else as_int(i, "job id") for i in job_ids]
         if not ids:
             return 0
-        params = (encode(ids), worker_id)
-        if tx is None:
-            return self.db.execute(self._s_ack_many, params).changes  # type: ignore[no-any-return]
-        return check_tx(tx).execute(self._s_ack_many, params).changes  # type: ignore[no-any-return]
+        ex = self.db if tx is None else executor(self.db, tx)
+        return ex.execute(self._s_ack_many, (encode(ids), worker_id)).changes
 
     def retry(self, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
         """Back to pending after ``delay_s`` (or to the dead table once
@@ -327,9 +329,12 @@ class Queue:
         job_id = as_int(job_id, "job_id")
         delay_s = as_int(delay_s, "delay_s")
         with self.db.transaction() as tx:
-            return self._retry_in(tx, job_id, worker_id, delay_s, str(error))
+            done = self._retry_in(tx, job_id, worker_id, delay_s, str(error))
+        return done
 
-    def _retry_in(self, tx: Any, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
+    def _retry_in(
+        self, tx: TransactionContract, job_id: int, worker_id: str, delay_s: int, error: str
+    ) -> bool:
         row = tx.fetchone(self._s_retry_find, (job_id, worker_id))
         if row is None:
             return False
@@ -344,9 +349,10 @@ class Queue:
         """Straight to the dead table. True iff our claim was still valid."""
         job_id = as_int(job_id, "job_id")
         with self.db.transaction() as tx:
-            return self._fail_in(tx, job_id, worker_id, str(error))
+            done = self._fail_in(tx, job_id, worker_id, str(error))
+        return done
 
-    def _fail_in(self, tx: Any, job_id: int, worker_id: str, error: str) -> bool:
+    def _fail_in(self, tx: TransactionContract, job_id: int, worker_id: str, error: str) -> bool:
         row = tx.fetchone(self._s_fail_take, (job_id, worker_id))
         if row is None:
             return False
@@ -358,42 +364,59 @@ class Queue:
         seconds from now; False if the claim is no longer ours."""
         extend = self.visibility_timeout_s if extend_s is None else as_int(extend_s, "extend_s")
         params = (as_int(job_id, "job_id"), worker_id, extend)
-        return self.db.execute(self._s_heartbeat, params).changes > 0  # type: ignore[no-any-return]
+        return self.db.execute(self._s_heartbeat, params).changes > 0
 
     def cancel(self, job_id: int) -> bool:
         """Delete a pending or processing job. A worker running it is not
         interrupted; its next ack/heartbeat returns False."""
-        return bool(self.db._w(self.db._stmt(SQL_CANCEL), (as_int(job_id, "job_id"),))[0])
+        db = self.db
+        return bool(
+            db.fetchone_on_writer(db.statement(SQL_CANCEL), (as_int(job_id, "job_id"),))[0]
+        )
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The live row of a job as a dict (``payload`` as JSON text), or
         None once it was acked, failed, cancelled or never existed."""
-        raw = _first(self.db.fetchone(self.db._stmt(SQL_GET_JOB), (as_int(job_id, "job_id"),)))
-        return decode(raw) if raw else None
+        db = self.db
+        raw = _first(db.fetchone(db.statement(SQL_GET_JOB), (as_int(job_id, "job_id"),)))
+        if not raw:
+            return None
+        job: dict[str, Any] = decode(raw)
+        return job
 
     def sweep_expired(self) -> int:
-        """Move pending jobs past their ``expires`` into the dead table."""
-        return self.db._w(self.db._stmt(SQL_SWEEP_EXPIRED), (self.name,))[0]  # type: ignore[no-any-return]
+        """Move pending jobs past their ``expires`` into the dead table;
+        returns how many moved."""
+        db = self.db
+        return int(db.fetchone_on_writer(db.statement(SQL_SWEEP_EXPIRED), (self.name,))[0])
 
     # -- results -------------------------------------------------------
 
     def save_result(
-        self, job_id: int, value: Any, ttl: float | None = None, tx: Any = None
+        self,
+        job_id: int,
+        value: Any,
+        ttl: float | None = None,
+        tx: TransactionContract | None = None,
     ) -> None:
+        """Store ``value`` (JSON) as the result of ``job_id``, kept for
+        ``ttl`` seconds (None: until swept). With ``tx`` it commits with
+        the caller's writes."""
         params = (
             as_int(job_id, "job_id"),
-            encode(value, "result value"),
+            encode(value),
             0 if ttl is None else as_int(ttl, "ttl"),
         )
-        stmt = self.db._stmt(SQL_RESULT_SAVE)
+        stmt = self.db.statement(SQL_RESULT_SAVE)
         if tx is None:
-            self.db._w(stmt, params)
+            self.db.fetchone_on_writer(stmt, params)
         else:
-            check_tx(tx).fetchone(stmt, params)
+            executor(self.db, tx).fetchone(stmt, params)
 
     def get_result(self, job_id: int) -> tuple[bool, Any]:
         """``(found, value)``; ``(False, None)`` if absent or expired."""
-        raw = _first(self.db.fetchone(self.db._stmt(SQL_RESULT_GET), (as_int(job_id, "job_id"),)))
+        db = self.db
+        raw = _first(db.fetchone(db.statement(SQL_RESULT_GET), (as_int(job_id, "job_id"),)))
         if raw is None:
             return (False, None)
         return (True, decode(raw))
@@ -401,10 +424,8 @@ class Queue:
     async def wait_result(self, job_id: int, timeout: float | None = None) -> Any:
         """Wait (woken by commits from any process) for a saved result.
         Raises ``TimeoutError`` (``asyncio.TimeoutError``) after ``timeout``."""
-        from alkdev_storage.errors import InterfaceError
-
         deadline = None if timeout is None else time.monotonic() + float(timeout)
-        hub = self.db._wake_hub()
+        hub = self.db.wake_hub()
         while True:
             token = hub.token()
             found, value = self.get_result(job_id)
@@ -439,61 +460,14 @@ class Queue:
             sub.close()
 
     def sweep_results(self) -> int:
-        return self.db._w(self.db._stmt(SQL_RESULT_SWEEP))[0]  # type: ignore[no-any-return]
+        """Delete expired results; returns how many were deleted."""
+        db = self.db
+        return int(db.fetchone_on_writer(db.statement(SQL_RESULT_SWEEP))[0])
 
-    # -- task decorators -------------------------------------------------
+    # -- task decorators (defined once, in tasks.py) --------------------
 
-    def task(
-        self,
-        name: str | None = None,
-        *,
-        retries: int | None = None,
-        retry_delay_s: int = 60,
-        timeout_s: float | None = None,
-        priority: int = 0,
-        expires_s: int | None = None,
-        store_result: bool = True,
-        result_ttl_s: int = 3600,
-    ) -> Callable[[Callable[..., Any]], Any]:
-        """Decorator: calling the function enqueues it on this queue."""
-        from alkdev_storage.primitives.tasks import task_decorator
-
-        return task_decorator(
-            self,
-            name=name,
-            retries=retries,
-            retry_delay_s=retry_delay_s,
-            timeout_s=timeout_s,
-            priority=priority,
-            expires_s=expires_s,
-            store_result=store_result,
-            result_ttl_s=result_ttl_s,
-        )
-
-    def periodic_task(
-        self,
-        schedule: Any,
-        *,
-        name: str | None = None,
-        scheduler_name: str | None = None,
-        expires_s: int | None = None,
-        priority: int = 0,
-        store_result: bool = False,
-        result_ttl_s: int = 3600,
-    ) -> Callable[[Callable[..., Any]], Any]:
-        """Decorator: a task that the scheduler enqueues on ``schedule``."""
-        from alkdev_storage.primitives.tasks import periodic_task_decorator
-
-        return periodic_task_decorator(
-            self,
-            schedule,
-            name=name,
-            scheduler_name=scheduler_name,
-            expires_s=expires_s,
-            priority=priority,
-            store_result=store_result,
-            result_ttl_s=result_ttl_s,
-        )
+    task = task_decorator
+    periodic_task = periodic_task_decorator
 
 
 class ClaimIterator(WakeIterator):

@@ -35,10 +35,8 @@ Decisions
   per instance.
 * Each fire is logged at DEBUG on the ``alkdev_storage.scheduler`` logger
   (``name``, ``queue``, ``fire_at``, ``job_id``).
-* ``CronSchedule`` validation and ``next_after`` need honker-core's cron
-  code without a database: they use ``_native.cron_next_after`` when the
-  native module has it, else ``honker_cron_next_after`` on a small private
-  scratch database in a temporary directory.
+* ``CronSchedule`` validation and ``next_after`` run honker-core's cron
+  code without a database (``_native.cron_next_after``).
 """
 
 from __future__ import annotations
@@ -50,15 +48,20 @@ import threading
 import time
 from collections.abc import Generator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _native
-from alkdev_storage import errors as _errors
-from alkdev_storage.primitives._util import as_int, check_name, decode, encode, opt_int
-from alkdev_storage.primitives._wake import resolve
-from alkdev_storage.primitives.lock import LeadershipLost, Lock, LockHeld
+from alkdev_storage.errors import InterfaceError, LeadershipLost, LockHeld
+from alkdev_storage.primitives.payload import decode, encode
+from alkdev_storage.primitives.validate import as_int, check_name, opt_int
+from alkdev_storage.primitives.wake import resolve
 
-__all__ = ["CronSchedule", "Scheduler", "crontab", "every_s"]
+if TYPE_CHECKING:
+    from alkdev_storage._native import Row
+    from alkdev_storage.primitives.contract import DatabaseContract
+    from alkdev_storage.primitives.lock import Lock
+
+__all__ = ["CronSchedule", "Scheduler", "cron_next_after", "crontab", "every_s"]
 
 _log = logging.getLogger("alkdev_storage.scheduler")
 _UNSET: Any = object()
@@ -164,17 +167,29 @@ class Scheduler:
     LOCK_TTL = 60
     HEARTBEAT_INTERVAL = 30
 
-    def __init__(self, db: Any, lock_name: str | None = None) -> None:
+    def __init__(self, db: DatabaseContract, lock_name: str | None = None) -> None:
         self.db = db
         self.lock_name = lock_name or self.LOCK_NAME
         check_name(self.lock_name, "lock_name")
         self._registered: set[str] = set()
         self._stop = threading.Event()
-        self._subs: set[Any] = set()
+        self._subs: set[_native.UpdateSubscription] = set()
         self._wakers: set[_Waker] = set()
 
     def __repr__(self) -> str:
         return f"<Scheduler lock_name={self.lock_name!r}>"
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> Row:
+        """Run a ``honker_scheduler_*`` write function in its own write
+        transaction; its first row."""
+        db = self.db
+        return db.fetchone_on_writer(db.statement(sql), params)
+
+    def _read_value(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """First column of the first row of a read (None without a row)."""
+        db = self.db
+        row = db.fetchone(db.statement(sql), params)
+        return row[0] if row else None
 
     # -- registration --------------------------------------------------
 
@@ -215,31 +230,32 @@ class Scheduler:
                 raise ValueError(f"max_attempts must be at least 1, got {ma}")
             sql = SQL_REGISTER7
             params = (*params, ma)
-        self.db._w(self.db._stmt(sql), params)
+        self._write(sql, params)
         self._registered.add(name)
 
     def remove(self, name: str) -> bool:
         """Unregister; True iff a schedule was removed."""
         check_name(name, "schedule name")
-        n = self.db._w(self.db._stmt(SQL_UNREGISTER), (name,))[0]
+        n = self._write(SQL_UNREGISTER, (name,))[0]
         self._registered.discard(name)
         return bool(n > 0)
 
     def pause(self, name: str) -> bool:
         """Stop firing ``name``; True iff it was enabled."""
         check_name(name, "schedule name")
-        return bool(self.db._w(self.db._stmt(SQL_PAUSE), (name,))[0] > 0)
+        return bool(self._write(SQL_PAUSE, (name,))[0] > 0)
 
     def resume(self, name: str) -> bool:
         """Fire ``name`` again; True iff it was paused."""
         check_name(name, "schedule name")
-        return bool(self.db._w(self.db._stmt(SQL_RESUME), (name,))[0] > 0)
+        return bool(self._write(SQL_RESUME, (name,))[0] > 0)
 
     def list(self) -> list[dict[str, Any]]:
         """Every schedule: name, queue, cron_expr, payload (JSON text),
         priority, expires_s, next_fire_at, enabled, max_attempts."""
-        row = self.db.fetchone(self.db._stmt(SQL_LIST))
-        return decode(row[0] if row and row[0] else "[]")  # type: ignore[no-any-return]
+        raw = self._read_value(SQL_LIST)
+        schedules: builtins.list[dict[str, Any]] = decode(raw) if raw else []
+        return schedules
 
     def update(
         self,
@@ -272,7 +288,7 @@ class Scheduler:
         else:
             sql = SQL_UPDATE8
             params = (*params, opt_int(max_attempts, "max_attempts"), 1)
-        return bool(self.db._w(self.db._stmt(sql), params)[0] > 0)
+        return bool(self._write(sql, params)[0] > 0)
 
     # -- firing --------------------------------------------------------
 
@@ -281,23 +297,24 @@ class Scheduler:
         tick is one transaction). Returns the fires (name, queue, fire_at,
         job_id)."""
         now_i = int(time.time()) if now is None else as_int(now, "now")
-        fires: builtins.list[dict[str, Any]] = decode(
-            self.db._w(self.db._stmt(SQL_TICK), (now_i,))[0]
-        )
+        fires: builtins.list[dict[str, Any]] = decode(self._write(SQL_TICK, (now_i,))[0])
         for f in fires:
             _log.debug("schedule fired: %s", f, extra={"fire": f})
         return fires
 
     def _leader_tick(self, lock: Lock) -> int:
-        db = self.db
-        with db.transaction() as tx:
-            if not tx.fetchone(db._stmt(SQL_RENEW), (lock.name, lock.owner, lock.ttl))[0]:
+        s = self.db.statement
+        with self.db.transaction() as tx:
+            renewed = tx.fetchone(s(SQL_RENEW), (lock.name, lock.owner, lock.ttl))
+            if not (renewed and renewed[0]):
                 lock.acquired = False
                 raise LeadershipLost(
                     f"scheduler lock {lock.name!r} is no longer held by this runner"
                 )
-            raw = tx.fetchone(db._stmt(SQL_TICK), (int(time.time()),))[0]
-            soonest = int(tx.fetchone(db._stmt(SQL_SOONEST))[0])
+            ticked = tx.fetchone(s(SQL_TICK), (int(time.time()),))
+            raw = ticked[0] if ticked else "[]"
+            soonest_row = tx.fetchone(s(SQL_SOONEST))
+            soonest = int(soonest_row[0]) if soonest_row else 0
         if raw != "[]":
             for f in decode(raw):
                 _log.debug("schedule fired: %s", f, extra={"fire": f})
@@ -314,10 +331,10 @@ class Scheduler:
         while not lock.acquire():
             if not standby:
                 raise LockHeld(f"lock {self.lock_name!r} is already held (another scheduler runs)")
-            row = db.fetchone(db._stmt(SQL_LOCK_EXPIRES), (self.lock_name,))
-            if row is None:
+            expires_at = self._read_value(SQL_LOCK_EXPIRES, (self.lock_name,))
+            if expires_at is None:
                 continue  # released in between: try again
-            yield min(max(0.0, row[0] - time.time() + 0.01), float(ttl))
+            yield min(max(0.0, expires_at - time.time() + 0.01), float(ttl))
         try:
             while True:
                 soonest = self._leader_tick(lock)
@@ -330,7 +347,7 @@ class Scheduler:
                     wait_s = min(due_in, hb_in)
                     if wait_s > 0:
                         yield wait_s
-                    soonest = int(db.fetchone(db._stmt(SQL_SOONEST))[0])
+                    soonest = int(self._read_value(SQL_SOONEST) or 0)
                     if soonest == 0:
                         return
                     if soonest <= time.time() or time.monotonic() - renewed >= heartbeat:
@@ -345,7 +362,7 @@ class Scheduler:
     def _check_has_tasks(self) -> None:
         if self._registered:
             return
-        if self.db.fetchone(self.db._stmt(SQL_COUNT))[0] == 0:
+        if not self._read_value(SQL_COUNT):
             raise RuntimeError(
                 "Scheduler.run() called with no registered tasks. Call scheduler.add(...) "
                 "first, or ensure another process has populated _honker_scheduler_tasks."
@@ -359,7 +376,7 @@ class Scheduler:
         self._check_has_tasks()
         self._stop.clear()
         stop_event = stop_event or asyncio.Event()
-        hub = self.db._wake_hub()
+        hub = self.db.wake_hub()
         waker = _Waker()
         self._wakers.add(waker)
         stop_task = asyncio.ensure_future(stop_event.wait())
@@ -414,7 +431,7 @@ class Scheduler:
                     try:
                         if sub.wait(chunk):
                             break
-                    except _errors.InterfaceError:
+                    except InterfaceError:
                         if self._stop.is_set() or db.closed:
                             return
                         raise

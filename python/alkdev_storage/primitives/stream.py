@@ -5,9 +5,9 @@ Decisions
 ---------
 * ``publish`` inserts exactly what ``honker_stream_publish`` inserts (a
   prepared statement, see :mod:`alkdev_storage.primitives._sql`) and
-  returns the new event's offset (the honker binding returns None; the offset is what the
-  issue asks for and costs nothing). With ``tx=`` the event exists only if
-  that transaction commits.
+  returns the new event's offset (the honker binding returns None; the
+  offset costs nothing and lets a producer record where its event landed).
+  With ``tx=`` the event exists only if that transaction commits.
 * Offsets are saved as ``honker_stream_save_offset`` saves them
   (monotonic: never rewinds). ``save_offset`` also accepts ``tx=`` to commit an offset with
   the consumer's own writes (exactly-once processing).
@@ -30,11 +30,16 @@ Decisions
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alkdev_storage.primitives import _sql
-from alkdev_storage.primitives._util import as_int, check_name, check_tx, decode, encode
-from alkdev_storage.primitives._wake import IDLE, NOTHING, WakeIterator
+from alkdev_storage.primitives.contract import executor
+from alkdev_storage.primitives.payload import decode, encode
+from alkdev_storage.primitives.validate import as_int, check_name
+from alkdev_storage.primitives.wake import IDLE, NOTHING, WakeIterator
+
+if TYPE_CHECKING:
+    from alkdev_storage.primitives.contract import DatabaseContract, TransactionContract
 
 __all__ = ["Event", "Stream", "StreamSubscription"]
 
@@ -63,6 +68,7 @@ class Event:
 
     @property
     def payload(self) -> Any:
+        """The decoded JSON payload (decoded on first access)."""
         if self._payload is _UNSET:
             raw = self._payload_raw
             self._payload = decode(raw) if raw else None
@@ -88,39 +94,42 @@ def _event(row: tuple[Any, ...]) -> Event:
 class Stream:
     """A named durable stream (``db.stream(name)``)."""
 
-    def __init__(self, db: Any, name: str) -> None:
+    def __init__(self, db: DatabaseContract, name: str) -> None:
         check_name(name, "stream name")
         self.db = db
         self.name = name
-        self._s_publish = db._stmt(_sql.STREAM_PUBLISH)
-        self._s_read = db._stmt(SQL_READ)
+        self._s_publish = db.statement(_sql.STREAM_PUBLISH)
+        self._s_read = db.statement(SQL_READ)
+        self._s_save_offset = db.statement(_sql.STREAM_SAVE_OFFSET)
 
     def __repr__(self) -> str:
         return f"<Stream {self.name!r}>"
 
-    def _channel(self) -> str:
-        return f"honker:stream:{self.name}"
-
-    def publish(self, payload: Any, key: str | None = None, tx: Any = None) -> int:
-        """Append one event; returns its offset."""
+    def publish(
+        self, payload: Any, key: str | None = None, tx: TransactionContract | None = None
+    ) -> int:
+        """Append one event; returns its offset. With ``tx`` the event
+        exists only if that transaction commits."""
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
-        params = (self.name, key, encode(payload))
-        if tx is None:
-            return self.db.fetchone(self._s_publish, params)[0]  # type: ignore[no-any-return]
-        return check_tx(tx).fetchone(self._s_publish, params)[0]  # type: ignore[no-any-return]
+        ex = self.db if tx is None else executor(self.db, tx)
+        row = ex.fetchone(self._s_publish, (self.name, key, encode(payload)))
+        assert row is not None  # INSERT ... RETURNING offset
+        offset: int = row[0]
+        return offset
 
     def _read_since(self, offset: int, limit: int = 1000) -> list[dict[str, Any]]:
         """honker-compatible: rows after ``offset`` as dicts (through
         ``honker_stream_read_since``)."""
         row = self.db.fetchone(
-            self.db._stmt(SQL_READ_SINCE),
+            self.db.statement(SQL_READ_SINCE),
             (self.name, as_int(offset, "offset"), as_int(limit, "limit")),
         )
-        return decode(row[0])  # type: ignore[no-any-return]
+        rows: list[dict[str, Any]] = decode(row[0]) if row else []
+        return rows
 
     def _read_rows(self, offset: int, limit: int = _READ_BATCH) -> list[tuple[Any, ...]]:
-        return self.db.fetchall(self._s_read, (self.name, offset, limit))  # type: ignore[no-any-return]
+        return self.db.fetchall(self._s_read, (self.name, offset, limit))
 
     def read(self, from_offset: int = 0, limit: int = _READ_BATCH) -> list[Event]:
         """Events after ``from_offset`` (at most ``limit``), without waiting."""
@@ -129,20 +138,19 @@ class Stream:
             for r in self._read_rows(as_int(from_offset, "from_offset"), as_int(limit, "limit"))
         ]
 
-    def save_offset(self, consumer: str, offset: int, tx: Any = None) -> None:
-        """Persist a consumer's high-water mark (never rewinds)."""
+    def save_offset(
+        self, consumer: str, offset: int, tx: TransactionContract | None = None
+    ) -> None:
+        """Persist a consumer's high-water mark (never rewinds). With ``tx``
+        it commits with the consumer's own writes."""
         check_name(consumer, "consumer")
         params = (consumer, self.name, as_int(offset, "offset"))
-        stmt = self.db._stmt(_sql.STREAM_SAVE_OFFSET)
-        if tx is None:
-            self.db.execute(stmt, params)
-        else:
-            check_tx(tx).execute(stmt, params)
+        executor(self.db, tx).execute(self._s_save_offset, params)
 
     def get_offset(self, consumer: str) -> int:
         """A consumer's saved offset, 0 if unknown."""
         check_name(consumer, "consumer")
-        row = self.db.fetchone(self.db._stmt(_sql.STREAM_GET_OFFSET), (consumer, self.name))
+        row = self.db.fetchone(self.db.statement(_sql.STREAM_GET_OFFSET), (consumer, self.name))
         return 0 if row is None else int(row[0])
 
     def subscribe(
@@ -209,7 +217,8 @@ class StreamSubscription(WakeIterator):
         """Offset before the last event handed out."""
         i = self._i
         if i >= 2:
-            return self._rows[i - 2][0]  # type: ignore[no-any-return]
+            prev: int = self._rows[i - 2][0]
+            return prev
         return self._base if i == 1 else self._base_prev
 
     # -- offsets -------------------------------------------------------
@@ -264,7 +273,8 @@ class StreamSubscription(WakeIterator):
             e.offset, e.topic, e.key, e._payload_raw, e.created_at = rows[i]
             e._payload = _UNSET
             return e
-        return super().__next__()  # type: ignore[no-any-return]
+        event: Event = super().__next__()
+        return event
 
     def _next_blocking(self, timeout: float | None) -> Any:
         item = super()._next_blocking(timeout)

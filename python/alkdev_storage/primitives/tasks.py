@@ -1,7 +1,7 @@
 """Task decorators and workers, API-compatible with the honker binding's
 ``honker._tasks`` (``@queue.task()``, ``@queue.periodic_task()``,
 ``db.task``, ``db.periodic_task``, ``db.run_workers``, ``registry()``,
-``TaskResult``, ``UnknownTaskError``, ``run_workers``, ``load_app``).
+``TaskResult``, ``run_workers``, ``load_app``).
 
 A decorated function, when called, enqueues a job whose payload is the
 envelope ``{"__honker_task__": {"task": name, "args": [...], "kwargs":
@@ -15,13 +15,24 @@ Decisions
 * ``TaskResult.get(timeout)`` blocks on the update watcher with the GIL
   released (it works inside or outside an event loop); ``aget`` is async.
   Both raise ``TimeoutError``.
-* ``retries`` bounds attempts: when a failing job has used ``retries``
-  attempts it goes to the dead table (``fail``) instead of ``retry``. It
-  defaults to the queue's ``max_attempts``, which gives honker's behaviour.
+* The task options are defined once (:class:`TaskOptions`,
+  :class:`PeriodicTaskOptions`, defaults in :class:`TaskSpec`);
+  ``Queue.task`` / ``Queue.periodic_task`` *are* :func:`task_decorator` /
+  :func:`periodic_task_decorator`, and ``Database.task`` forwards to them.
+* Workers run a task under the shared job policy
+  (:mod:`alkdev_storage.primitives.policy`, :meth:`TaskSpec.policy`):
+  ``retries`` bounds attempts (when a failing job has used ``retries``
+  attempts it goes to the dead table instead of being retried, also for
+  :class:`~alkdev_storage.errors.Retryable`); it defaults to the queue's
+  ``max_attempts``, which gives honker's behaviour. A saved result is
+  kept ``result_ttl_s`` seconds.
 * Sync task functions run in a worker thread (``asyncio.to_thread``) so
   they never block the event loop; async ones run on the loop.
   ``timeout_s`` bounds both (a sync thread cannot be interrupted: the job
   is retried, the thread finishes in the background).
+* A job whose payload is not a task envelope (raw, or not JSON) or names
+  a task this process does not know goes to the dead table with a message
+  saying so.
 * ``run_workers_blocking`` runs the same dispatch in the calling thread
   without an event loop (until ``stop_event`` or an idle ``timeout``).
 """
@@ -31,26 +42,28 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
-import inspect
 import os
 import threading
 import time
-import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from alkdev_storage.primitives.queue import Retryable
+from alkdev_storage.primitives.policy import JobPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from alkdev_storage.primitives.contract import DatabaseContract, TransactionContract
     from alkdev_storage.primitives.queue import Job, Queue
+    from alkdev_storage.primitives.scheduler import CronSchedule
 
 __all__ = [
+    "PeriodicTaskOptions",
+    "TaskOptions",
     "TaskRegistry",
     "TaskResult",
     "TaskSpec",
-    "UnknownTaskError",
+    "TaskWrapper",
     "load_app",
     "periodic_task_decorator",
     "registry",
@@ -63,9 +76,36 @@ _ENVELOPE = "__honker_task__"
 _DEFAULT_RESULT_TTL_S = 3600
 
 
+class TaskOptions(TypedDict, total=False):
+    """The options of ``@queue.task(...)`` / ``@db.task(...)`` (defaults:
+    the fields of :class:`TaskSpec`; ``retries`` defaults to the queue's
+    ``max_attempts``)."""
+
+    retries: int | None
+    retry_delay_s: int
+    timeout_s: float | None
+    priority: int
+    expires_s: int | None
+    store_result: bool
+    result_ttl_s: int
+
+
+class PeriodicTaskOptions(TypedDict, total=False):
+    """The options of ``@queue.periodic_task(schedule, ...)`` (the
+    schedule's name defaults to the task's name; ``store_result`` to
+    False)."""
+
+    scheduler_name: str | None
+    expires_s: int | None
+    priority: int
+    store_result: bool
+    result_ttl_s: int
+
+
 @dataclass
 class TaskSpec:
-    """What the registry knows about one task."""
+    """What the registry knows about one task (its options, with their
+    defaults)."""
 
     name: str
     fn: Callable[..., Any]
@@ -78,6 +118,17 @@ class TaskSpec:
     store_result: bool = True
     result_ttl_s: int = _DEFAULT_RESULT_TTL_S
 
+    def policy(self) -> JobPolicy:
+        """The job policy a worker runs this task with."""
+        return JobPolicy(
+            retries=self.retries,
+            retry_delay_s=self.retry_delay_s,
+            timeout_s=self.timeout_s,
+            save_result=self.store_result,
+            result_ttl_s=self.result_ttl_s,
+            offload_sync=True,
+        )
+
 
 class TaskRegistry:
     """Task name -> :class:`TaskSpec` (one per process, see :func:`registry`)."""
@@ -86,6 +137,7 @@ class TaskRegistry:
         self._specs: dict[str, TaskSpec] = {}
 
     def register(self, spec: TaskSpec) -> None:
+        """Add ``spec``; ``ValueError`` if its name is taken by another function."""
         old = self._specs.get(spec.name)
         if old is not None and old.fn is not spec.fn:
             raise ValueError(
@@ -96,12 +148,15 @@ class TaskRegistry:
         self._specs[spec.name] = spec
 
     def get(self, name: str) -> TaskSpec | None:
+        """The spec registered under ``name``, or None."""
         return self._specs.get(name)
 
     def names(self) -> list[str]:
+        """Every registered task name, sorted."""
         return sorted(self._specs)
 
     def queues(self) -> set[str]:
+        """The names of the queues that have registered tasks."""
         return {s.queue_name for s in self._specs.values()}
 
     def unregister(self, name: str) -> None:
@@ -112,6 +167,9 @@ class TaskRegistry:
         """Forget every task (tests)."""
         self._specs.clear()
 
+    def __repr__(self) -> str:
+        return f"<TaskRegistry {len(self._specs)} tasks>"
+
 
 _REGISTRY = TaskRegistry()
 
@@ -121,23 +179,20 @@ def registry() -> TaskRegistry:
     return _REGISTRY
 
 
-class UnknownTaskError(Exception):
-    """A worker met a task name that is not registered in its process."""
-
-
 class TaskResult:
     """What calling a task returns: the job id, and the task's result once
     a worker saved it."""
 
     __slots__ = ("_db", "_job_id", "_queue")
 
-    def __init__(self, db: Any, queue: Queue, job_id: int) -> None:
+    def __init__(self, db: DatabaseContract, queue: Queue, job_id: int) -> None:
         self._db = db
         self._queue = queue
         self._job_id = job_id
 
     @property
     def id(self) -> int:
+        """The id of the enqueued job."""
         return self._job_id
 
     def get(self, timeout: float | None = None) -> Any:
@@ -145,6 +200,7 @@ class TaskResult:
         return self._queue.wait_result_blocking(self._job_id, timeout=timeout)
 
     async def aget(self, timeout: float | None = None) -> Any:
+        """Async :meth:`get`."""
         return await self._queue.wait_result(self._job_id, timeout=timeout)
 
     def __repr__(self) -> str:
@@ -159,8 +215,9 @@ def _envelope(name: str, args: Any, kwargs: Any) -> dict[str, Any]:
     return {_ENVELOPE: {"task": name, "args": list(args), "kwargs": dict(kwargs)}}
 
 
-class _TaskWrapper:
-    """The decorated task: calling it enqueues; ``call_local`` runs it here."""
+class TaskWrapper:
+    """What ``@queue.task()`` returns: calling it enqueues a run (a
+    :class:`TaskResult`); ``call_local`` runs the function here."""
 
     def __init__(self, spec: TaskSpec, queue: Queue) -> None:
         self.spec = spec
@@ -170,13 +227,16 @@ class _TaskWrapper:
 
     @property
     def name(self) -> str:
+        """The task's registered name."""
         return self.spec.name
 
     @property
     def queue(self) -> Queue:
+        """The queue the task's jobs go to."""
         return self._queue
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskResult:
+        """Enqueue a run of the task with these arguments."""
         job_id = self._queue.enqueue(
             _envelope(self.spec.name, args, kwargs),
             priority=self.spec.priority,
@@ -184,8 +244,11 @@ class _TaskWrapper:
         )
         return TaskResult(self._queue.db, self._queue, job_id)
 
-    def enqueue(self, *args: Any, tx: Any = None, **kwargs: Any) -> TaskResult:
-        """Like calling the task, but inside transaction ``tx``."""
+    def enqueue(
+        self, *args: Any, tx: TransactionContract | None = None, **kwargs: Any
+    ) -> TaskResult:
+        """Like calling the task; with ``tx`` the job exists only if that
+        transaction commits."""
         job_id = self._queue.enqueue(
             _envelope(self.spec.name, args, kwargs),
             tx=tx,
@@ -195,69 +258,77 @@ class _TaskWrapper:
         return TaskResult(self._queue.db, self._queue, job_id)
 
     def call_local(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function here, now (no queue)."""
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<task {self.spec.name!r} on queue {self._queue.name!r}>"
 
 
+def _check_options(options: dict[str, Any], allowed: frozenset[str], what: str) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(f"{what} got unknown option(s) {unknown}; allowed: {sorted(allowed)}")
+
+
 def task_decorator(
-    queue: Queue,
-    *,
-    name: str | None = None,
-    retries: int | None = None,
-    retry_delay_s: int = 60,
-    timeout_s: float | None = None,
-    priority: int = 0,
-    expires_s: int | None = None,
-    store_result: bool = True,
-    result_ttl_s: int = _DEFAULT_RESULT_TTL_S,
-) -> Callable[[Callable[..., Any]], _TaskWrapper]:
-    def decorate(fn: Callable[..., Any]) -> _TaskWrapper:
+    queue: Queue, name: str | None = None, **options: Unpack[TaskOptions]
+) -> Callable[[Callable[..., Any]], TaskWrapper]:
+    """``@queue.task(name=None, **options)``: register the function as a
+    task on ``queue``; calling it then enqueues a run (see
+    :class:`TaskOptions`)."""
+    opts: dict[str, Any] = dict(options)
+    _check_options(opts, TaskOptions.__optional_keys__, "task()")
+    retries = opts.pop("retries", None)
+    opts["retries"] = queue.max_attempts if retries is None else int(retries)
+    for key in ("retry_delay_s", "priority", "result_ttl_s"):
+        if key in opts:
+            opts[key] = int(opts[key])
+    if "store_result" in opts:
+        opts["store_result"] = bool(opts["store_result"])
+
+    def decorate(fn: Callable[..., Any]) -> TaskWrapper:
         if not callable(fn):
             raise TypeError("@task() decorates a function")
-        spec = TaskSpec(
-            name=name or _default_name(fn),
-            fn=fn,
-            queue_name=queue.name,
-            retries=queue.max_attempts if retries is None else int(retries),
-            retry_delay_s=int(retry_delay_s),
-            timeout_s=timeout_s,
-            priority=int(priority),
-            expires_s=expires_s,
-            store_result=bool(store_result),
-            result_ttl_s=int(result_ttl_s),
-        )
+        spec = TaskSpec(name=name or _default_name(fn), fn=fn, queue_name=queue.name, **opts)
         _REGISTRY.register(spec)
-        return _TaskWrapper(spec, queue)
+        return TaskWrapper(spec, queue)
 
     return decorate
 
 
 def periodic_task_decorator(
     queue: Queue,
-    schedule: Any,
-    *,
+    schedule: CronSchedule | str,
     name: str | None = None,
-    scheduler_name: str | None = None,
-    expires_s: int | None = None,
-    priority: int = 0,
-    store_result: bool = False,
-    result_ttl_s: int = _DEFAULT_RESULT_TTL_S,
-) -> Callable[[Callable[..., Any]], _TaskWrapper]:
+    **options: Unpack[PeriodicTaskOptions],
+) -> Callable[[Callable[..., Any]], TaskWrapper]:
+    """``@queue.periodic_task(schedule, name=None, **options)``: a task
+    that the scheduler enqueues on ``schedule`` (see
+    :class:`PeriodicTaskOptions`)."""
     from alkdev_storage.primitives.scheduler import Scheduler
 
-    def decorate(fn: Callable[..., Any]) -> _TaskWrapper:
+    opts: dict[str, Any] = dict(options)
+    _check_options(opts, PeriodicTaskOptions.__optional_keys__, "periodic_task()")
+    scheduler_name = opts.pop("scheduler_name", None)
+    priority = int(opts.pop("priority", 0))
+    expires_s = opts.pop("expires_s", None)
+    store_result = bool(opts.pop("store_result", False))
+    result_ttl_s = int(opts.pop("result_ttl_s", _DEFAULT_RESULT_TTL_S))
+
+    def decorate(fn: Callable[..., Any]) -> TaskWrapper:
+        if not callable(fn):
+            raise TypeError("@periodic_task() decorates a function")
         task_name = name or _default_name(fn)
         spec = TaskSpec(
             name=task_name,
             fn=fn,
             queue_name=queue.name,
             retries=queue.max_attempts,
-            priority=int(priority),
+            priority=priority,
             expires_s=expires_s,
-            store_result=bool(store_result),
-            result_ttl_s=int(result_ttl_s),
+            store_result=store_result,
+            result_ttl_s=result_ttl_s,
         )
         _REGISTRY.register(spec)
         Scheduler(queue.db).add(
@@ -268,7 +339,7 @@ def periodic_task_decorator(
             priority=priority,
             expires=expires_s,
         )
-        return _TaskWrapper(spec, queue)
+        return TaskWrapper(spec, queue)
 
     return decorate
 
@@ -287,35 +358,14 @@ def _envelope_of(job: Job) -> dict[str, Any] | None:
     return None
 
 
-def _retry_or_fail(job: Job, spec: TaskSpec, delay_s: int, error: str) -> None:
-    if job.attempts >= spec.retries:
-        job.fail(error=error)
-    else:
-        job.retry(delay_s=delay_s, error=error)
-
-
-def _finish_ok(job: Job, spec: TaskSpec, result: Any) -> None:
-    if spec.store_result:
-        try:
-            job.queue.save_result(job.id, result, ttl=spec.result_ttl_s)
-        except Exception:
-            traceback.print_exc()
-    job.ack()
-
-
-def _finish_error(job: Job, spec: TaskSpec, e: BaseException) -> None:
-    if isinstance(e, Retryable):
-        job.retry(delay_s=e.delay_s, error=str(e))
-    elif isinstance(e, TimeoutError):
-        _retry_or_fail(job, spec, spec.retry_delay_s, f"timeout after {spec.timeout_s}s")
-    else:
-        err = f"{type(e).__name__}: {e}\n{''.join(traceback.format_exception(e))}"
-        _retry_or_fail(job, spec, spec.retry_delay_s, err)
-
-
-def _resolve(job: Job, reg: TaskRegistry) -> TaskSpec | None:
-    """The job's spec, or None after dead-lettering a job we cannot run."""
-    env = _envelope_of(job)
+def _resolve(job: Job, reg: TaskRegistry) -> tuple[TaskSpec, dict[str, Any]] | None:
+    """The job's spec and envelope, or None after dead-lettering a job we
+    cannot run."""
+    try:
+        env = _envelope_of(job)
+    except ValueError as e:  # not JSON
+        job.fail(error=f"undecodable payload on a decorated-task queue: {e}")
+        return None
     if env is None:
         job.fail(error="raw (non-decorated) payload on a decorated-task queue")
         return None
@@ -324,64 +374,7 @@ def _resolve(job: Job, reg: TaskRegistry) -> TaskSpec | None:
     if spec is None:
         job.fail(error=f"unknown task: {task_name!r}. Registered tasks: {reg.names()}")
         return None
-    return spec
-
-
-async def _run_one(job: Job, spec: TaskSpec) -> None:
-    env = _envelope_of(job) or {}
-    args = env.get("args", [])
-    kwargs = env.get("kwargs", {})
-    try:
-        if inspect.iscoroutinefunction(spec.fn):
-            aw = spec.fn(*args, **kwargs)
-        else:
-            aw = asyncio.to_thread(spec.fn, *args, **kwargs)
-        if spec.timeout_s is not None:
-            result = await asyncio.wait_for(aw, timeout=spec.timeout_s)
-        else:
-            result = await aw
-    except asyncio.CancelledError:
-        raise
-    except Exception as e:
-        _finish_error(job, spec, e)
-        return
-    _finish_ok(job, spec, result)
-
-
-def _run_one_blocking(job: Job, spec: TaskSpec) -> None:
-    env = _envelope_of(job) or {}
-    args = env.get("args", [])
-    kwargs = env.get("kwargs", {})
-    try:
-        if inspect.iscoroutinefunction(spec.fn):
-            coro = spec.fn(*args, **kwargs)
-            if spec.timeout_s is not None:
-                coro = asyncio.wait_for(coro, timeout=spec.timeout_s)
-            result = asyncio.run(coro)
-        elif spec.timeout_s is not None:
-            box: list[Any] = []
-
-            def call() -> None:
-                try:
-                    box.append((True, spec.fn(*args, **kwargs)))
-                except BaseException as exc:
-                    box.append((False, exc))
-
-            t = threading.Thread(target=call, daemon=True, name=f"task:{spec.name}")
-            t.start()
-            t.join(spec.timeout_s)
-            if not box:
-                raise TimeoutError(f"task {spec.name} timed out after {spec.timeout_s}s")
-            ok, value = box[0]
-            if not ok:
-                raise value
-            result = value
-        else:
-            result = spec.fn(*args, **kwargs)
-    except Exception as e:
-        _finish_error(job, spec, e)
-        return
-    _finish_ok(job, spec, result)
+    return spec, env
 
 
 async def _drain_loop(
@@ -393,15 +386,16 @@ async def _drain_loop(
             if stop_event.is_set():
                 job.retry(delay_s=0, error="worker shutting down")
                 return
-            spec = _resolve(job, reg)
-            if spec is not None:
-                await _run_one(job, spec)
+            found = _resolve(job, reg)
+            if found is not None:
+                spec, env = found
+                await spec.policy().run(job, spec.fn, env.get("args", []), env.get("kwargs", {}))
     finally:
         it.close()
 
 
 async def run_workers(
-    db: Any,
+    db: DatabaseContract,
     queue: str | None = None,
     concurrency: int | None = None,
     registry_: TaskRegistry | None = None,
@@ -437,7 +431,7 @@ async def run_workers(
 
 
 def run_workers_blocking(
-    db: Any,
+    db: DatabaseContract,
     queue: str | None = None,
     registry_: TaskRegistry | None = None,
     stop_event: threading.Event | None = None,
@@ -465,9 +459,12 @@ def run_workers_blocking(
                 if job is None:
                     continue
                 got = True
-                spec = _resolve(job, reg)
-                if spec is not None:
-                    _run_one_blocking(job, spec)
+                found = _resolve(job, reg)
+                if found is not None:
+                    spec, env = found
+                    spec.policy().run_blocking(
+                        job, spec.fn, env.get("args", []), env.get("kwargs", {})
+                    )
                 handled += 1
             if got:
                 idle_since = time.monotonic()

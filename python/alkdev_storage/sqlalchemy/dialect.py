@@ -59,12 +59,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import exc, pool, util
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler, SQLiteDialect
 from sqlalchemy.engine import default
 from sqlalchemy.engine.characteristics import ConnectionCharacteristic
 from sqlalchemy.engine.url import URL
 from sqlalchemy.sql import sqltypes
+
+from sqlalchemy import exc, pool, util
 
 __all__ = ["HonkerDialect", "dialect"]
 

@@ -33,9 +33,14 @@ import asyncio
 import threading
 import time
 import weakref
-from typing import Any, Literal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 
+from alkdev_storage import _native
 from alkdev_storage import errors as _errors
+
+if TYPE_CHECKING:
+    from alkdev_storage.primitives.contract import DatabaseContract
 
 __all__ = ["END", "IDLE", "NOTHING", "WakeHub", "WakeIterator"]
 
@@ -46,6 +51,7 @@ IDLE: Any = object()  # the caller's timeout passed without an item
 
 
 def resolve(fut: asyncio.Future[None]) -> None:
+    """Resolve ``fut`` unless it is done (a loop callback)."""
     if not fut.done():
         fut.set_result(None)
 
@@ -57,7 +63,8 @@ def _resolve_all(futs: set[asyncio.Future[None]]) -> None:
 
 
 class WakeHub:
-    """Bridges one update subscription into asyncio for one Database."""
+    """Bridges one update subscription into asyncio for one Database
+    (``db.wake_hub()``)."""
 
     __slots__ = (
         "__weakref__",
@@ -73,13 +80,13 @@ class WakeHub:
         "_waiters",
     )
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: DatabaseContract) -> None:
         self._db_ref = weakref.ref(db)
         self._path = db.path
         self._lock = threading.Lock()
         self._gen = 0
         self._waiters: dict[asyncio.AbstractEventLoop, set[asyncio.Future[None]]] = {}
-        self._sub: Any = None
+        self._sub: _native.UpdateSubscription | None = None
         self._thread: threading.Thread | None = None
         self._ended = False
         self._stopping = False
@@ -93,7 +100,13 @@ class WakeHub:
         watcher died)."""
         return self._ended
 
+    def __repr__(self) -> str:
+        state = "ended" if self._ended else "running" if self.running else "idle"
+        return f"<WakeHub {self._path!r} {state} generation={self._gen}>"
+
     def raise_if_failed(self) -> None:
+        """Raise ``InterfaceError`` if the watcher died while the Database
+        was open."""
         if self._error is not None:
             raise _errors.InterfaceError(self._error)
 
@@ -104,6 +117,7 @@ class WakeHub:
 
     @property
     def running(self) -> bool:
+        """True while the bridge thread runs."""
         t = self._thread
         return t is not None and t.is_alive()
 
@@ -135,7 +149,7 @@ class WakeHub:
 
     # -- bridge thread -----------------------------------------------
 
-    def _run(self, sub: Any) -> None:
+    def _run(self, sub: _native.UpdateSubscription) -> None:
         failure: BaseException | None = None
         try:
             while True:
@@ -239,14 +253,14 @@ class WakeIterator:
 
     _timeout: float | None
 
-    def __init__(self, db: Any, timeout: float | None = None) -> None:
+    def __init__(self, db: DatabaseContract, timeout: float | None = None) -> None:
         if timeout is not None:
             timeout = float(timeout)
             if not timeout >= 0:
                 raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
         self._db = db
         self._timeout = timeout
-        self._sub: Any = None
+        self._sub: _native.UpdateSubscription | None = None
         self._fut: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -313,7 +327,7 @@ class WakeIterator:
         db = self._db
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            hub = db._wake_hub()
+            hub = db.wake_hub()
             # The wake token is taken before each read; the bridge starts
             # only once there is something to wait for.
             token = hub.token() if hub.started else None
@@ -400,18 +414,29 @@ class WakeIterator:
                     pass
 
     async def aclose(self) -> None:
+        """Async :meth:`close`."""
         self._finish(None)
 
     def __enter__(self) -> Any:
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
         self._finish(exc)
         return False
 
     async def __aenter__(self) -> Any:
         return self
 
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
         self._finish(exc)
         return False
