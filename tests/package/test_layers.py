@@ -300,7 +300,7 @@ def private_reaches(
             and isinstance(node.args[1].value, str)
         ):
             check_access(node, node.args[0], node.args[1].value)
-    return found
+    return sorted(set(found), key=lambda f: (int(f.split(":")[1]), f))
 
 
 # ---------------------------------------------------------------------
