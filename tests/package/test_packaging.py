@@ -71,6 +71,67 @@ def test_stub_methods_match_native_classes() -> None:
         assert native <= declared, f"{node.name}: not in stub: {native - declared}"
 
 
+def _is_doc(node: ast.stmt | None) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        and bool(node.value.value.strip())
+    )
+
+
+def undocumented(body: list[ast.stmt], prefix: str = "") -> list[str]:
+    """Public names in a stub ``body`` without a docstring: classes,
+    functions and properties (a docstring as first statement), module
+    constants, type aliases and class attributes (a string right after the
+    assignment, the convention IDEs show). Names with a leading underscore
+    are private and skipped; members of a class are checked recursively."""
+    missing: list[str] = []
+    for i, node in enumerate(body):
+        following = body[i + 1] if i + 1 < len(body) else None
+        if isinstance(node, ast.ClassDef | ast.FunctionDef):
+            if node.name.startswith("_"):
+                continue
+            if ast.get_docstring(node) is None or not _is_doc(node.body[0]):
+                missing.append(prefix + node.name)
+            if isinstance(node, ast.ClassDef):
+                missing += undocumented(node.body, f"{prefix}{node.name}.")
+        elif isinstance(node, ast.AnnAssign | ast.Assign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and not target.id.startswith("_"):
+                    if not _is_doc(following):
+                        missing.append(prefix + target.id)
+    return missing
+
+
+def test_every_public_stub_name_has_a_docstring() -> None:
+    # The stub's docstrings are what IDEs show for the native module.
+    tree = _stub_tree()
+    assert ast.get_docstring(tree), "the stub module has no docstring"
+    missing = undocumented(tree.body)
+    assert not missing, f"public names in _native.pyi without a docstring: {missing}"
+
+
+def test_docstring_check_catches_a_missing_one() -> None:
+    source = (
+        "X: int\n"
+        '"""documented."""\n'
+        "Y: int\n"
+        "def f() -> None: ...\n"
+        "def _private() -> None: ...\n"
+        "class C:\n"
+        '    """documented."""\n'
+        "    a: int\n"
+        "    @property\n"
+        "    def p(self) -> int: ...\n"
+        "    def m(self) -> None:\n"
+        '        """documented."""\n'
+        "    def __enter__(self) -> None: ...\n"
+    )
+    assert undocumented(ast.parse(source).body) == ["Y", "f", "C.a", "C.p"]
+
+
 def test_mypy_accepts_the_stubs_in_use(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text(

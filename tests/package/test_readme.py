@@ -1,9 +1,14 @@
-"""The README's examples run as written."""
+"""The README's examples run as written: each ```python block whole, on its
+own, in a fresh temporary directory and a fresh namespace (a block relies on
+nothing another block or the test defines). The results are checked on the
+database file with the stdlib sqlite3 module and on what the block prints."""
 
 from __future__ import annotations
 
 import os
 import re
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,57 +19,93 @@ import alkdev_storage
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+def blocks() -> list[tuple[int, str]]:
+    """(first line number, code) of every ```python block of the README."""
+    text = README.read_text()
+    found = []
+    for m in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M):
+        found.append((text.count("\n", 0, m.start(1)) + 1, m.group(1)))
+    return found
+
+
+def block_with(marker: str) -> tuple[int, str]:
+    matching = [b for b in blocks() if marker in b[1]]
+    assert len(matching) == 1, f"expected one README block containing {marker!r}"
+    return matching[0]
 
 
 @pytest.fixture
-def in_tmp(tmp_path: Path) -> Any:
+def in_tmp(tmp_path: Path) -> Iterator[Path]:
     old = os.getcwd()
     os.chdir(tmp_path)
-    yield tmp_path
-    os.chdir(old)
-
-
-def test_quick_start(in_tmp: Path) -> None:
-    ns: dict[str, Any] = {}
-    exec(blocks()[0], ns)
-    assert ns["r"].lastrowid == 1 and ns["n"] == (2,)
-    assert ns["db"].closed
-
-
-def test_primitives(in_tmp: Path) -> None:
-    sent: list[Any] = []
-    db = alkdev_storage.open("app.db")
-    db.executescript("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
-    ns: dict[str, Any] = {"db": db, "send": sent.append}
     try:
-        exec(blocks()[1], ns)
-        assert sent == [{"order": 42}]
-        assert ns["offset"] >= 1
-        assert [row["name"] for row in ns["sched"].list()] == ["cleanup"]
+        yield tmp_path
     finally:
-        db.close()
+        os.chdir(old)
 
 
-def test_sqlalchemy(in_tmp: Path) -> None:
-    import sqlalchemy as sa
-    from sqlalchemy.orm import DeclarativeBase, mapped_column
+def run_block(block: tuple[int, str]) -> dict[str, Any]:
+    """Execute one block whole in a fresh namespace; tracebacks point at
+    README.md lines. Every Database the block leaves in its namespace must
+    be closed (samples clean up after themselves)."""
+    line, code = block
+    ns: dict[str, Any] = {"__name__": "__readme__"}
+    # dont_inherit: run as written, without this file's __future__ imports.
+    exec(compile("\n" * (line - 1) + code, str(README), "exec", dont_inherit=True), ns)
+    for name, value in ns.items():
+        if isinstance(value, alkdev_storage.Database):
+            assert value.closed, f"README block at line {line} leaves `{name}` open"
+    return ns
 
-    class Base(DeclarativeBase):
-        pass
 
-    class User(Base):
-        __tablename__ = "users"
-        id = mapped_column(sa.Integer, primary_key=True)
-        name = mapped_column(sa.String, nullable=False)
+def oracle(query: str) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect("app.db")
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.close()
 
-    engine = sa.create_engine("sqlite+honker:///app.db")
-    Base.metadata.create_all(engine)
-    ns: dict[str, Any] = {"User": User}
-    exec(blocks()[2], ns)
-    assert ns["user"].name == "ada"
-    db = ns["honker_database"](ns["engine"])
-    assert db.fetchone("SELECT count(*) FROM _honker_notifications")[0] == 1
-    ns["engine"].dispose()
-    engine.dispose()
+
+@pytest.mark.parametrize("block", blocks(), ids=lambda b: f"line{b[0]}")
+def test_every_block_runs_whole_on_its_own(in_tmp: Path, block: tuple[int, str]) -> None:
+    run_block(block)
+
+
+def test_there_are_samples_to_run() -> None:
+    assert len(blocks()) >= 3
+
+
+def test_quick_start(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ns = run_block(block_with("db.prepare("))
+    assert ns["r"] == alkdev_storage.ExecResult(1, 1)
+    assert ns["n"] == (2,)
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["(1, 'ada')", "(1, 'ada')", "(2, 'grace')"]
+    assert oracle("SELECT id, name FROM users ORDER BY id") == [(1, "ada"), (2, "grace")]
+    assert oracle("SELECT channel, payload FROM _honker_notifications") == [("users", '{"id":2}')]
+
+
+def test_primitives(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ns = run_block(block_with("db.queue("))
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "sent {'order': 42}",
+        f"{ns['offset']} {{'kind': 'login'}}",
+        "orders {'id': 42}",
+        "rate limit ok: True",
+    ]
+    assert oracle("SELECT id FROM orders") == [(42,)]
+    assert oracle("SELECT count(*) FROM _honker_live WHERE queue = 'emails'") == [(0,)]
+    assert oracle("SELECT name FROM _honker_scheduler_tasks") == [("cleanup",)]
+
+
+def test_sqlalchemy(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_block(block_with("sqlite+honker://"))
+    assert capsys.readouterr().out.splitlines() == ["ada"]
+    assert oracle("SELECT id, name FROM users") == [(1, "ada")]
+    assert oracle("SELECT channel, payload FROM _honker_notifications") == [
+        ("account:created", '{"name":"ada"}')
+    ]
+    assert oracle("SELECT queue, payload FROM _honker_live") == [
+        ("account-maintenance", '{"n":"ada"}')
+    ]
