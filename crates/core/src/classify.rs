@@ -201,6 +201,9 @@ pub struct Pragma {
 /// The actions SQLite reported while compiling one statement.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Events {
+    /// The statement is EXPLAIN or EXPLAIN QUERY PLAN (set by the caller
+    /// from `sqlite3_stmt_isexplain`): it lists a program, never runs it.
+    pub explain: bool,
     pub control: Option<(Control, Option<String>)>,
     pub pragma: Option<Pragma>,
     pub attach_detach: bool,
@@ -297,6 +300,15 @@ pub fn classify(ev: &Events, readonly: bool, probe: &mut dyn Probe) -> Classific
         uses_temp: ev.uses_temp,
         uses_attached: ev.uses_attached,
     };
+    if ev.explain {
+        return Classification {
+            info: Info {
+                is_ddl: false,
+                ..info(Kind::Read)
+            },
+            control: None,
+        };
+    }
     if let Some(c) = &ev.control {
         return Classification {
             info: info(Kind::Transaction),
@@ -567,6 +579,18 @@ mod tests {
         let c = run(&aux, true, &mut fake());
         assert_eq!(c.info.kind, Kind::Read);
         assert!(c.info.uses_attached && c.info.writer_only() && !c.info.uses_temp);
+    }
+
+    #[test]
+    fn explain_only_reads() {
+        let mut ev = Events::default();
+        ev.record(TRANSACTION, Some("BEGIN"), None, None, None);
+        ev.record(CREATE_TABLE, Some("t"), None, Some("temp"), None);
+        ev.explain = true;
+        let c = classify(&ev, false, &mut fake());
+        assert_eq!(c.info.kind, Kind::Read);
+        assert_eq!(c.control, None);
+        assert!(!c.info.is_ddl && c.info.uses_temp);
     }
 
     #[test]
