@@ -300,7 +300,8 @@ def statements(draw: Any) -> tuple[str, str]:
             sql += f"{sp}{k('where')} a > {draw(_value)}"
         kind = "read"
     elif shape == "with":
-        sql = f"{k('with')} x {k('as')} ({k('select')} a {k('from')} t){sp}{k('select')} * {k('from')} x"
+        cte = f"{k('with')} x {k('as')} ({k('select')} a {k('from')} t)"
+        sql = f"{cte}{sp}{k('select')} * {k('from')} x"
         kind = "read"
     elif shape == "values":
         sql = f"{k('values')}{sp}({draw(_value)})"
