@@ -191,7 +191,7 @@ fn thread_name(py: Python<'_>, ident: u64) -> String {
         Ok(None)
     })();
     match found {
-        Ok(Some(name)) => format!("thread {name:?} (ident {ident})"),
+        Ok(Some(name)) => format!("thread '{name}' (ident {ident})"),
         _ => format!("a thread that is gone or not a Python thread (ident {ident})"),
     }
 }
