@@ -233,6 +233,27 @@ def test_preparing_a_setting_changes_no_reader(sdb):
             snap.execute("INSERT INTO t (b) VALUES ('x')")
 
 
+def test_a_read_snapshot_refuses_settings(sdb):
+    """A setting in a read snapshot would change a pooled reader (and could
+    switch its query_only guard off): refused, whichever way it arrives."""
+    on_writer = sdb.transaction()
+    with on_writer as tx:
+        prepared_on_writer = tx.prepare("PRAGMA query_only = 0")
+    with sdb.read() as snap:
+        prepared_on_reader = snap.prepare("PRAGMA query_only = 0")
+        assert prepared_on_reader.kind == "connection"
+        for target in ("PRAGMA query_only = 0", prepared_on_reader, prepared_on_writer):
+            for run in (snap.execute, snap.fetchall, snap.iterate):
+                with pytest.raises(ProgrammingError, match="read snapshot"):
+                    run(target)
+        assert snap.fetchone("PRAGMA query_only") == (1,)
+        assert snap.fetchall("PRAGMA table_info(t)")  # a query pragma is fine
+    # In a write transaction a setting runs on the writer, as SQLite does.
+    with sdb.transaction() as tx:
+        tx.execute("PRAGMA user_version = 9")
+    assert sdb.fetchone("PRAGMA user_version") == (9,)
+
+
 def test_settings_run_on_the_writer_with_their_result(sdb):
     stmt = sdb.prepare("PRAGMA journal_mode = WAL")
     assert stmt.columns == ("journal_mode",)

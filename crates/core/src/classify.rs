@@ -153,6 +153,10 @@ pub struct Info {
     pub uses_temp: bool,
     /// Names a schema other than `main` and `temp` (an attached database).
     pub uses_attached: bool,
+    /// A PRAGMA that sets something (`PRAGMA x = v`, not a query such as
+    /// `table_info(t)`): SQLite applies it while compiling, on the
+    /// connection that compiles it, so it is never compiled on a reader.
+    pub setting: bool,
 }
 
 impl Info {
@@ -299,6 +303,7 @@ pub fn classify(ev: &Events, readonly: bool, probe: &mut dyn Probe) -> Classific
         is_ddl: ev.ddl,
         uses_temp: ev.uses_temp,
         uses_attached: ev.uses_attached,
+        setting: false,
     };
     if ev.explain {
         return Classification {
@@ -319,7 +324,13 @@ pub fn classify(ev: &Events, readonly: bool, probe: &mut dyn Probe) -> Classific
         Kind::Connection
     } else if let Some(p) = &ev.pragma {
         if p.has_value && !probe.pragma_is_query(&p.name) {
-            Kind::Connection
+            return Classification {
+                info: Info {
+                    setting: true,
+                    ..info(Kind::Connection)
+                },
+                control: None,
+            };
         } else if readonly {
             Kind::Read
         } else {
@@ -503,7 +514,9 @@ mod tests {
         );
         assert_eq!(ev.pragma.as_ref().unwrap().name, "query_only");
         let mut p = fake();
-        assert_eq!(classify(&ev, true, &mut p).info.kind, Kind::Connection);
+        let c = classify(&ev, true, &mut p);
+        assert_eq!(c.info.kind, Kind::Connection);
+        assert!(c.info.setting);
         assert_eq!(p.asked, ["pragma query_only"]);
         // A value that is an argument of a query pragma: a read.
         let ti = [(PRAGMA, Some("TABLE_INFO"), Some("t"), Some("temp"), None)];
@@ -511,6 +524,7 @@ mod tests {
         assert_eq!(c.info.kind, Kind::Read);
         assert!(c.info.uses_temp && c.info.writer_only());
         assert_eq!(kind(&ti, false), Kind::Connection);
+        assert!(!run(&ti, false, &mut fake()).info.setting);
         // Nothing but a PRAGMA is ever ignored.
         let mut ev = Events::default();
         assert_eq!(

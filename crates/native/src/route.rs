@@ -126,11 +126,28 @@ pub fn run_on(
     params: Option<&Bound<'_, PyAny>>,
     out: Out,
 ) -> PyResult<Produced> {
-    let p = prepare_on(py, conn, t, true)?;
-    if p.info.kind == Kind::Transaction {
+    let writer = conn.is_writer();
+    if let Target::Stmt(s) = t {
+        check_session(&s.info, writer)?;
+    }
+    let p = prepare_on(py, conn, t, writer)?;
+    check_session(&p.info, writer)?;
+    unsafe { exec::run(py, conn.handle(), p.stmt, params, p.names, out) }
+}
+
+/// What a session refuses: transaction control, and on a reader (a read
+/// snapshot) a PRAGMA setting, which would change a pooled connection.
+pub fn check_session(info: &Info, writer: bool) -> PyResult<()> {
+    if info.kind == Kind::Transaction {
         return Err(txn_control_error());
     }
-    unsafe { exec::run(py, conn.handle(), p.stmt, params, p.names, out) }
+    if info.setting && !writer {
+        return Err(ProgrammingError::new_err(
+            "a PRAGMA setting cannot run in a read snapshot: it would change a pooled \
+             reader connection; run it outside the snapshot (it then applies to the writer)",
+        ));
+    }
+    Ok(())
 }
 
 /// Run `f` on the writer, outside any transaction of ours; whatever `f`

@@ -74,11 +74,17 @@ impl RowIterator {
         let r = sess.with_conn(|c| {
             // A private iterator reads on a pooled reader outside any
             // session: a setting is never compiled there (null handle).
+            let writer = c.is_writer();
             let (stmt, info) = match known {
-                Some(info) => (c.prepare_raw(sql).map_err(|e| e.into_py(py))?, info),
+                Some(info) => {
+                    if !private {
+                        route::check_session(&info, writer)?;
+                    }
+                    (c.prepare_raw(sql).map_err(|e| e.into_py(py))?, info)
+                }
                 None => {
                     let cl = c
-                        .prepare_classified(sql, !private)
+                        .prepare_classified(sql, writer)
                         .map_err(|e| e.into_py(py))?;
                     (cl.stmt, cl.class.info)
                 }
@@ -88,6 +94,12 @@ impl RowIterator {
                     unsafe { ffi::sqlite3_finalize(stmt) };
                 }
             };
+            if !private {
+                if let Err(e) = route::check_session(&info, writer) {
+                    finalize();
+                    return Err(e);
+                }
+            }
             match route::place(&info) {
                 Place::Refused => {
                     finalize();
