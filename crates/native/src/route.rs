@@ -35,10 +35,6 @@ pub fn txn_control_error() -> PyErr {
     )
 }
 
-pub fn add_note(py: Python<'_>, e: &PyErr, note: String) {
-    let _ = e.value(py).call_method1("add_note", (note,));
-}
-
 /// A target's handle on one connection.
 pub struct Prepared<'a> {
     pub stmt: *mut ffi::sqlite3_stmt,
@@ -263,7 +259,7 @@ pub fn executemany_on(
             }
             Ok(_) => unreachable!(),
             Err(e) => {
-                add_note(
+                errors::add_note(
                     py,
                     &e,
                     format!("in parameter set {i} of executemany; nothing was written"),

@@ -2,8 +2,16 @@
 //! trivia after a statement, and the [`StmtInfo`] of a prepared statement.
 //! (To be replaced by the statement classifier in the core crate.)
 
-use crate::conn::StmtInfo;
 use rusqlite::ffi;
+
+/// How a prepared statement runs.
+#[derive(Clone, Copy, Debug)]
+pub struct StmtInfo {
+    pub readonly: bool,
+    pub txn_control: bool,
+    /// Must run outside a transaction (VACUUM, some PRAGMAs, ATTACH).
+    pub no_wrap: bool,
+}
 
 fn leading_keyword(sql: &str) -> String {
     let b = sql.as_bytes();

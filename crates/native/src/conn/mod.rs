@@ -18,6 +18,7 @@ mod walindex;
 mod tests;
 
 use crate::errors::{self, ProgrammingError};
+pub use crate::sqltext::StmtInfo;
 use alkdev_storage_core::pool::PoolConn;
 use alkdev_storage_core::walindex::ReadSnapshot;
 use pyo3::prelude::*;
@@ -29,14 +30,6 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use walindex::ShmHeader;
-
-#[derive(Clone, Copy, Debug)]
-pub struct StmtInfo {
-    pub readonly: bool,
-    pub txn_control: bool,
-    /// Must run outside a transaction (VACUUM, some PRAGMAs, ATTACH).
-    pub no_wrap: bool,
-}
 
 /// What a prepared `Statement` object shares with the connections.
 pub struct StmtShared {
