@@ -153,7 +153,7 @@ pub fn open(py: Python<'_>, path: String, req: Requested) -> PyResult<Arc<DbInne
         }
         Err(OpenError::Sqlite(e)) => {
             let err = errors::core_error(py, &e);
-            crate::route::add_note(py, &err, format!("while opening database {path:?}"));
+            errors::add_note(py, &err, format!("while opening database {path:?}"));
             Err(err)
         }
     }

@@ -6,7 +6,7 @@
 
 use crate::conn::{Conn, StmtShared};
 use crate::engine::DbInner;
-use crate::errors::ProgrammingError;
+use crate::errors::{self, ProgrammingError};
 use crate::exec::{self, Out, Produced};
 use alkdev_storage_core::classify::{Info, Kind};
 use pyo3::exceptions::PyTypeError;
@@ -74,10 +74,6 @@ fn executemany_error(kind: Kind) -> PyErr {
          DDL); this one is of kind '{}': run it with execute() or fetchall() instead",
         kind.as_str()
     ))
-}
-
-pub fn add_note(py: Python<'_>, e: &PyErr, note: String) {
-    let _ = e.value(py).call_method1("add_note", (note,));
 }
 
 /// A target's handle on one connection.
@@ -306,7 +302,7 @@ pub fn executemany_on(
             }
             Ok(_) => unreachable!(),
             Err(e) => {
-                add_note(
+                errors::add_note(
                     py,
                     &e,
                     format!("in parameter set {i} of executemany; nothing was written"),
