@@ -333,7 +333,7 @@ class Database:
 
     def __init__(
         self,
-        path: str | PathLike[str],
+        path: str | bytes | PathLike[str] | PathLike[bytes],
         *,
         max_readers: int | None = None,
         watcher_poll_interval_ms: float | None = None,

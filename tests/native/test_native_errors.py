@@ -64,7 +64,7 @@ BAD_PARAMS = [
     ("mapping_for_positional", INS, {"a": 1}, (1,), ProgrammingError),
     ("str_params", INS, "a", (1,), ProgrammingError),
     ("bytes_params", INS, b"a", (1,), ProgrammingError),
-    ("int_params", INS, 5, (1,), TypeError),
+    ("int_params", INS, 5, (1,), ProgrammingError),
     ("surrogate", INS, ("\ud800",), (1,), DataError),
     ("noncontiguous", INS, (memoryview(b"abcdef")[::2],), (1,), TypeError),
     ("named_object", INS_NAMED, {"a": object()}, {"a": 1}, TypeError),
@@ -241,7 +241,7 @@ def test_executemany_generator_raising_writes_nothing(t):
     assert state(t) == before
     with pytest.raises(TypeError):
         t.executemany(INS, 5)
-    with pytest.raises(TypeError):
+    with pytest.raises(ProgrammingError, match="not int"):
         t.executemany(INS, [5])
     assert state(t) == before
 

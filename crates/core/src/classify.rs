@@ -153,6 +153,10 @@ pub struct Info {
     pub uses_temp: bool,
     /// Names a schema other than `main` and `temp` (an attached database).
     pub uses_attached: bool,
+    /// A PRAGMA that sets something (`PRAGMA x = v`, not a query such as
+    /// `table_info(t)`): SQLite applies it while compiling, on the
+    /// connection that compiles it, so it is never compiled on a reader.
+    pub setting: bool,
 }
 
 impl Info {
@@ -201,6 +205,9 @@ pub struct Pragma {
 /// The actions SQLite reported while compiling one statement.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Events {
+    /// The statement is EXPLAIN or EXPLAIN QUERY PLAN (set by the caller
+    /// from `sqlite3_stmt_isexplain`): it lists a program, never runs it.
+    pub explain: bool,
     pub control: Option<(Control, Option<String>)>,
     pub pragma: Option<Pragma>,
     pub attach_detach: bool,
@@ -296,7 +303,17 @@ pub fn classify(ev: &Events, readonly: bool, probe: &mut dyn Probe) -> Classific
         is_ddl: ev.ddl,
         uses_temp: ev.uses_temp,
         uses_attached: ev.uses_attached,
+        setting: false,
     };
+    if ev.explain {
+        return Classification {
+            info: Info {
+                is_ddl: false,
+                ..info(Kind::Read)
+            },
+            control: None,
+        };
+    }
     if let Some(c) = &ev.control {
         return Classification {
             info: info(Kind::Transaction),
@@ -307,7 +324,13 @@ pub fn classify(ev: &Events, readonly: bool, probe: &mut dyn Probe) -> Classific
         Kind::Connection
     } else if let Some(p) = &ev.pragma {
         if p.has_value && !probe.pragma_is_query(&p.name) {
-            Kind::Connection
+            return Classification {
+                info: Info {
+                    setting: true,
+                    ..info(Kind::Connection)
+                },
+                control: None,
+            };
         } else if readonly {
             Kind::Read
         } else {
@@ -491,7 +514,9 @@ mod tests {
         );
         assert_eq!(ev.pragma.as_ref().unwrap().name, "query_only");
         let mut p = fake();
-        assert_eq!(classify(&ev, true, &mut p).info.kind, Kind::Connection);
+        let c = classify(&ev, true, &mut p);
+        assert_eq!(c.info.kind, Kind::Connection);
+        assert!(c.info.setting);
         assert_eq!(p.asked, ["pragma query_only"]);
         // A value that is an argument of a query pragma: a read.
         let ti = [(PRAGMA, Some("TABLE_INFO"), Some("t"), Some("temp"), None)];
@@ -499,6 +524,7 @@ mod tests {
         assert_eq!(c.info.kind, Kind::Read);
         assert!(c.info.uses_temp && c.info.writer_only());
         assert_eq!(kind(&ti, false), Kind::Connection);
+        assert!(!run(&ti, false, &mut fake()).info.setting);
         // Nothing but a PRAGMA is ever ignored.
         let mut ev = Events::default();
         assert_eq!(
@@ -567,6 +593,18 @@ mod tests {
         let c = run(&aux, true, &mut fake());
         assert_eq!(c.info.kind, Kind::Read);
         assert!(c.info.uses_attached && c.info.writer_only() && !c.info.uses_temp);
+    }
+
+    #[test]
+    fn explain_only_reads() {
+        let mut ev = Events::default();
+        ev.record(TRANSACTION, Some("BEGIN"), None, None, None);
+        ev.record(CREATE_TABLE, Some("t"), None, Some("temp"), None);
+        ev.explain = true;
+        let c = classify(&ev, false, &mut fake());
+        assert_eq!(c.info.kind, Kind::Read);
+        assert_eq!(c.control, None);
+        assert!(!c.info.is_ddl && c.info.uses_temp);
     }
 
     #[test]

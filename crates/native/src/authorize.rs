@@ -87,8 +87,11 @@ pub unsafe fn prepare_classified<E>(
     ffi::sqlite3_set_authorizer(db, None, ptr::null_mut());
     let mut stmt = r?;
     let mut probe = StmtProbe { stmt };
+    ev.explain = ffi::sqlite3_stmt_isexplain(stmt) > 0;
     let setting = match &ev.pragma {
-        Some(p) if p.has_value => Some(!probe.pragma_is_query(&p.name)),
+        // EXPLAIN of a setting: the listing of the (ignored) program is
+        // harmless anywhere.
+        Some(p) if p.has_value && !ev.explain => Some(!probe.pragma_is_query(&p.name)),
         _ => None,
     };
     if let Some(is_setting) = setting {
@@ -342,6 +345,10 @@ mod tests {
             ("PRAGMA journal_mode", Kind::Connection),
             ("PRAGMA wal_checkpoint(PASSIVE)", Kind::Connection),
             ("ATTACH ':memory:' AS x", Kind::Connection),
+            ("EXPLAIN INSERT INTO t(b) VALUES (1)", Kind::Read),
+            ("EXPLAIN QUERY PLAN SELECT * FROM tt", Kind::Read),
+            ("EXPLAIN BEGIN", Kind::Read),
+            ("EXPLAIN PRAGMA query_only = 0", Kind::Read),
             ("DETACH x", Kind::Connection),
         ] {
             assert_eq!(kind_of(c, sql).0, want, "{sql}");

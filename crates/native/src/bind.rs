@@ -186,28 +186,11 @@ pub unsafe fn bind_params(
     if let Ok(dict) = params.cast::<PyDict>() {
         return bind_mapping(py, stmt, params, Some(dict), n, names, keep);
     }
-    if params.is_instance_of::<PyString>()
-        || params.is_instance_of::<pyo3::types::PyBytes>()
-        || params.is_instance_of::<pyo3::types::PyByteArray>()
-    {
-        return Err(ProgrammingError::new_err(
-            "parameters must be a sequence or a mapping, not a str or bytes",
-        ));
-    }
-    if params.hasattr(pyo3::intern!(py, "keys"))? {
+    if is_mapping(params)? {
         return bind_mapping(py, stmt, params, None, n, names, keep);
     }
-    // A general sequence.
-    let len = params.len().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "parameters must be a sequence or a mapping, not '{}'",
-            params
-                .get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))
-    })?;
+    check_sequence(params)?;
+    let len = params.len()?;
     if len != n as usize {
         return Err(count_error(n, len));
     }
@@ -215,6 +198,43 @@ pub unsafe fn bind_params(
         let item = params.get_item(i)?;
         keep.hold(item.as_ptr());
         bind_value(py, stmt, i + 1, item.as_ptr())?;
+    }
+    Ok(())
+}
+
+/// The one error for a params argument that is neither a sequence nor a
+/// mapping (str and bytes count as neither).
+pub fn params_type_error(params: &Bound<'_, PyAny>) -> PyErr {
+    ProgrammingError::new_err(format!(
+        "parameters must be a sequence or a mapping, not {}",
+        params
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into())
+    ))
+}
+
+/// A mapping other than a `dict` (which callers test first): anything with
+/// `keys()` that is not a str or bytes.
+pub fn is_mapping(params: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if is_text(params) {
+        return Ok(false);
+    }
+    params.hasattr(pyo3::intern!(params.py(), "keys"))
+}
+
+fn is_text(params: &Bound<'_, PyAny>) -> bool {
+    params.is_instance_of::<PyString>()
+        || params.is_instance_of::<pyo3::types::PyBytes>()
+        || params.is_instance_of::<pyo3::types::PyByteArray>()
+}
+
+/// Ok for a sequence of parameters (not a str or bytes), else the one
+/// params error.
+pub fn check_sequence(params: &Bound<'_, PyAny>) -> PyResult<()> {
+    if is_text(params) || unsafe { pyffi::PySequence_Check(params.as_ptr()) } == 0 {
+        return Err(params_type_error(params));
     }
     Ok(())
 }

@@ -153,7 +153,7 @@ pub fn open(py: Python<'_>, path: String, req: Requested) -> PyResult<Arc<DbInne
         }
         Err(OpenError::Sqlite(e)) => {
             let err = errors::core_error(py, &e);
-            crate::route::add_note(py, &err, format!("while opening database {path:?}"));
+            errors::add_note(py, &err, format!("while opening database {path:?}"));
             Err(err)
         }
     }
@@ -191,7 +191,7 @@ fn thread_name(py: Python<'_>, ident: u64) -> String {
         Ok(None)
     })();
     match found {
-        Ok(Some(name)) => format!("thread {name:?} (ident {ident})"),
+        Ok(Some(name)) => format!("thread '{name}' (ident {ident})"),
         _ => format!("a thread that is gone or not a Python thread (ident {ident})"),
     }
 }

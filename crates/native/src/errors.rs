@@ -18,13 +18,30 @@ pyo3::import_exception!(alkdev_storage.errors, IntegrityError);
 pyo3::import_exception!(alkdev_storage.errors, InternalError);
 pyo3::import_exception!(alkdev_storage.errors, ProgrammingError);
 
+thread_local! {
+    /// The exception a signal handler raised during a busy wait of this
+    /// thread (see conn/busy.rs), raised by the statement that waited
+    /// instead of its SQLITE_BUSY error.
+    static PENDING: std::cell::RefCell<Option<PyErr>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keep (or clear) the exception that ends this thread's busy wait.
+pub fn set_interrupt(err: Option<PyErr>) {
+    PENDING.with(|p| *p.borrow_mut() = err);
+}
+
+/// Add a note (PEP 678) to a raised exception.
+pub fn add_note(py: Python<'_>, e: &PyErr, note: String) {
+    let _ = e.value(py).call_method1("add_note", (note,));
+}
+
 /// Build the Python exception for an extended SQLite result `code` with `msg`.
 /// Class selection follows the stdlib `sqlite3` module so code written for it
 /// catches the same classes.
 pub fn sqlite_error(py: Python<'_>, code: i32, msg: &str) -> PyErr {
     if code & 0xff == ffi::SQLITE_BUSY {
         // A Ctrl-C that ended a busy wait: raise it instead.
-        if let Some(interrupt) = crate::conn::busy::take_interrupt() {
+        if let Some(interrupt) = PENDING.with(|p| p.borrow_mut().take()) {
             return interrupt;
         }
     }

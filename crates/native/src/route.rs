@@ -6,7 +6,7 @@
 
 use crate::conn::{Conn, StmtShared};
 use crate::engine::DbInner;
-use crate::errors::ProgrammingError;
+use crate::errors::{self, ProgrammingError};
 use crate::exec::{self, Out, Produced};
 use alkdev_storage_core::classify::{Info, Kind};
 use pyo3::exceptions::PyTypeError;
@@ -76,10 +76,6 @@ fn executemany_error(kind: Kind) -> PyErr {
     ))
 }
 
-pub fn add_note(py: Python<'_>, e: &PyErr, note: String) {
-    let _ = e.value(py).call_method1("add_note", (note,));
-}
-
 /// A target's handle on one connection.
 pub struct Prepared<'a> {
     pub stmt: *mut ffi::sqlite3_stmt,
@@ -126,11 +122,28 @@ pub fn run_on(
     params: Option<&Bound<'_, PyAny>>,
     out: Out,
 ) -> PyResult<Produced> {
-    let p = prepare_on(py, conn, t, true)?;
-    if p.info.kind == Kind::Transaction {
+    let writer = conn.is_writer();
+    if let Target::Stmt(s) = t {
+        check_session(&s.info, writer)?;
+    }
+    let p = prepare_on(py, conn, t, writer)?;
+    check_session(&p.info, writer)?;
+    unsafe { exec::run(py, conn.handle(), p.stmt, params, p.names, out) }
+}
+
+/// What a session refuses: transaction control, and on a reader (a read
+/// snapshot) a PRAGMA setting, which would change a pooled connection.
+pub fn check_session(info: &Info, writer: bool) -> PyResult<()> {
+    if info.kind == Kind::Transaction {
         return Err(txn_control_error());
     }
-    unsafe { exec::run(py, conn.handle(), p.stmt, params, p.names, out) }
+    if info.setting && !writer {
+        return Err(ProgrammingError::new_err(
+            "a PRAGMA setting cannot run in a read snapshot: it would change a pooled \
+             reader connection; run it outside the snapshot (it then applies to the writer)",
+        ));
+    }
+    Ok(())
 }
 
 /// Run `f` on the writer, outside any transaction of ours; whatever `f`
@@ -289,7 +302,7 @@ pub fn executemany_on(
             }
             Ok(_) => unreachable!(),
             Err(e) => {
-                add_note(
+                errors::add_note(
                     py,
                     &e,
                     format!("in parameter set {i} of executemany; nothing was written"),

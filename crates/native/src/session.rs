@@ -88,6 +88,22 @@ impl Session {
         self.state.lock().status == Status::Active
     }
 
+    /// State for a `repr`: "new", "active" (with the savepoint depth when
+    /// there are savepoints) or "ended", and the database path.
+    pub fn describe(&self) -> String {
+        let (status, depth) = {
+            let st = self.state.lock();
+            (st.status, st.depth)
+        };
+        let state = match status {
+            Status::New => "new".to_string(),
+            Status::Active if depth > 0 => format!("active depth={depth}"),
+            Status::Active => "active".to_string(),
+            Status::Ended => "ended".to_string(),
+        };
+        format!("{state} {:?}", self.db.path)
+    }
+
     /// Take the connection and open the session.
     pub fn begin(&self, py: Python<'_>) -> PyResult<()> {
         {

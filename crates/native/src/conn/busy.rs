@@ -5,10 +5,11 @@
 //! SQLITE_BUSY, and the statement raises the KeyboardInterrupt (kept in a
 //! thread-local until then). See docs/0008-waits.md.
 
+use crate::errors;
 use pyo3::ffi as pyffi;
 use pyo3::prelude::*;
 use rusqlite::ffi;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::time::{Duration, Instant};
 
@@ -17,17 +18,6 @@ const DELAYS_MS: [u64; 10] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50];
 
 /// From this much waiting on, check for signals before each sleep.
 const CHECK_AFTER: Duration = Duration::from_millis(40);
-
-thread_local! {
-    /// The exception a signal handler raised during a busy wait of this
-    /// thread, raised by the statement that waited.
-    static PENDING: RefCell<Option<PyErr>> = const { RefCell::new(None) };
-}
-
-/// The exception that ended this thread's last busy wait, if any.
-pub fn take_interrupt() -> Option<PyErr> {
-    PENDING.with(|p| p.borrow_mut().take())
-}
 
 /// State of one connection's busy handler; lives as long as the connection.
 pub struct Busy {
@@ -67,7 +57,7 @@ fn signalled() -> bool {
         let raised = pyffi::PyErr_CheckSignals() != 0;
         if raised {
             let err = PyErr::fetch(Python::assume_attached());
-            PENDING.with(|p| *p.borrow_mut() = Some(err));
+            errors::set_interrupt(Some(err));
         }
         pyffi::PyGILState_Release(gil);
         raised
@@ -79,7 +69,7 @@ extern "C" fn busy_handler(arg: *mut c_void, n: c_int) -> c_int {
     let busy = unsafe { &*(arg as *const Busy) };
     if n == 0 {
         busy.start.set(Instant::now());
-        PENDING.with(|p| p.borrow_mut().take());
+        errors::set_interrupt(None);
     }
     let waited = busy.start.get().elapsed();
     if waited >= busy.timeout {

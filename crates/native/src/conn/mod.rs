@@ -127,6 +127,17 @@ impl PrepareError {
     }
 }
 
+/// The error for SQL text holding a NUL character at byte `at` (SQLite
+/// would stop reading there): ProgrammingError, as stdlib sqlite3 raises.
+/// The position is counted in characters, as Python indexes a str.
+pub fn nul_message(what: &str, sql: &str, at: usize) -> String {
+    let pos = sql[..at].chars().count();
+    format!(
+        "the {what} contains a NUL character at position {pos}; SQL text cannot hold NUL \
+         (pass such values as parameters)"
+    )
+}
+
 impl Conn {
     fn wrap(conn: rusqlite::Connection, timeout: std::time::Duration) -> Conn {
         let db = unsafe { conn.handle() };
@@ -167,6 +178,12 @@ impl Conn {
     /// Prepare one statement. Errors: SQLite's, an empty statement, or
     /// trailing statements after the first.
     pub fn prepare_raw(&self, sql: &str) -> Result<*mut ffi::sqlite3_stmt, PrepareError> {
+        if let Some(pos) = sql.find('\0') {
+            return Err(PrepareError {
+                code: -1,
+                msg: nul_message("SQL", sql, pos),
+            });
+        }
         let mut stmt = ptr::null_mut();
         let mut tail: *const c_char = ptr::null();
         let len = c_int::try_from(sql.len()).map_err(|_| PrepareError {

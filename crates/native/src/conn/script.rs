@@ -45,8 +45,9 @@ impl Conn {
 
     /// `sqlite3_exec` with the GIL released (our own control statements).
     pub fn exec_raw(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
-        let csql = std::ffi::CString::new(sql)
-            .map_err(|_| ProgrammingError::new_err("the script contains a NUL character"))?;
+        let csql = std::ffi::CString::new(sql).map_err(|e| {
+            ProgrammingError::new_err(super::nul_message("script", sql, e.nul_position()))
+        })?;
         let db = SendPtr(self.db);
         let rc = py.detach(move || {
             let db = db;

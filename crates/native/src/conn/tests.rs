@@ -85,3 +85,33 @@ fn statements_are_finalized_before_the_connection_closes() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn busy_waits_end_at_the_timeout() {
+    let (dir, path) = temp_db("busy");
+    let a = Conn::open_writer(&path, T).unwrap();
+    a.conn.execute_batch("CREATE TABLE t(x)").unwrap();
+    let b = Conn::open_writer(&path, std::time::Duration::from_millis(200)).unwrap();
+    a.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let t0 = std::time::Instant::now();
+    let err = b.conn.execute("INSERT INTO t VALUES (1)", []).unwrap_err();
+    let waited = t0.elapsed();
+    assert_eq!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy),
+        "{err}"
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(200)
+            && waited < std::time::Duration::from_secs(2),
+        "{waited:?}"
+    );
+    // Released while b waits: b gets the lock.
+    let waiter =
+        std::thread::spawn(move || b.conn.execute("INSERT INTO t VALUES (1)", []).map(|_| ()));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    a.conn.execute_batch("COMMIT").unwrap();
+    assert!(waiter.join().unwrap().is_ok());
+    drop(a);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -16,8 +16,7 @@ use crate::session::{Kind, Session};
 use honker_core::WatcherConfig;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
-use std::path::PathBuf;
+use pyo3::types::{PyBytes, PyString, PyTuple};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +43,37 @@ impl Drop for Database {
             engine::release_dropped(&self.inner);
         }
     }
+}
+
+/// The path argument: a str, bytes (decoded as `os.fsdecode` does) or an
+/// `os.PathLike` of either; it must be valid UTF-8 (SQLite's file names are).
+fn path_arg(path: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = path.py();
+    let p = py
+        .import(pyo3::intern!(py, "os"))?
+        .call_method1(pyo3::intern!(py, "fspath"), (path,))
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "database path must be a str, bytes or os.PathLike, not {}",
+                path.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+    let invalid = || {
+        PyValueError::new_err(format!(
+            "database path must be valid UTF-8, got {}",
+            p.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    };
+    if let Ok(b) = p.cast::<PyBytes>() {
+        return std::str::from_utf8(b.as_bytes())
+            .map(str::to_string)
+            .map_err(|_| invalid());
+    }
+    let s = p.cast::<PyString>()?;
+    s.to_str().map(str::to_string).map_err(|_| invalid())
 }
 
 fn validate_path(path: &str) -> PyResult<()> {
@@ -85,15 +115,12 @@ impl Database {
     #[pyo3(signature = (path, *, max_readers=None, watcher_poll_interval_ms=None, timeout=None))]
     fn new(
         py: Python<'_>,
-        path: PathBuf,
+        path: &Bound<'_, PyAny>,
         max_readers: Option<i64>,
         watcher_poll_interval_ms: Option<f64>,
         timeout: Option<f64>,
     ) -> PyResult<Self> {
-        let path = path
-            .to_str()
-            .ok_or_else(|| PyValueError::new_err("database path must be valid UTF-8"))?
-            .to_string();
+        let path = path_arg(path)?;
         validate_path(&path)?;
         let mut req = Requested::default();
         if let Some(m) = max_readers {

@@ -1,13 +1,13 @@
 //! `RowIterator`: streams the rows of one statement, one tuple at a time.
 
-use crate::bind::{bind_params, Keep};
-use crate::errors::{self, ProgrammingError};
+use crate::bind::{self, bind_params, Keep};
+use crate::errors;
 use crate::gil::step_nogil;
 use crate::route::{self, Place, Target};
 use crate::rows::row_tuple;
 use crate::session::Session;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 use rusqlite::ffi;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,28 +35,36 @@ impl RowIterator {
     ) -> PyResult<Option<RowIterator>> {
         // Keep our own container of the parameter objects alive for as long
         // as the statement may be stepped.
-        if let Some(p) = params {
-            if p.is_instance_of::<PyString>()
-                || p.is_instance_of::<pyo3::types::PyBytes>()
-                || p.is_instance_of::<pyo3::types::PyByteArray>()
-            {
+        let kept = (|| -> PyResult<Option<Bound<'_, PyAny>>> {
+            Ok(match params {
+                None => None,
+                Some(p) if p.is_none() => None,
+                Some(p) if p.is_exact_instance_of::<PyTuple>() => Some(p.clone()),
+                Some(p) if p.cast::<PyDict>().is_ok() => {
+                    Some(PyDict::from_sequence(&p.call_method0("items")?)?.into_any())
+                }
+                Some(p) if bind::is_mapping(p)? => {
+                    // Any mapping: keys() and __getitem__, as when binding.
+                    let d = PyDict::new(py);
+                    for k in p.call_method0("keys")?.try_iter()? {
+                        let k = k?;
+                        d.set_item(&k, p.get_item(&k)?)?;
+                    }
+                    Some(d.into_any())
+                }
+                Some(p) => {
+                    bind::check_sequence(p)?;
+                    Some(PyTuple::new(py, p.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any())
+                }
+            })
+        })();
+        let kept = match kept {
+            Ok(k) => k,
+            Err(e) => {
                 if private {
                     let _ = sess.end(py, false, false);
                 }
-                return Err(ProgrammingError::new_err(
-                    "parameters must be a sequence or a mapping, not a str or bytes",
-                ));
-            }
-        }
-        let kept: Option<Bound<'_, PyAny>> = match params {
-            None => None,
-            Some(p) if p.is_none() => None,
-            Some(p) if p.is_exact_instance_of::<PyTuple>() => Some(p.clone()),
-            Some(p) if p.cast::<PyDict>().is_ok() || p.hasattr("keys")? => {
-                Some(PyDict::from_sequence(&p.call_method0("items")?)?.into_any())
-            }
-            Some(p) => {
-                Some(PyTuple::new(py, p.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any())
+                return Err(e);
             }
         };
         let (sql, names, known) = match t {
@@ -66,11 +74,17 @@ impl RowIterator {
         let r = sess.with_conn(|c| {
             // A private iterator reads on a pooled reader outside any
             // session: a setting is never compiled there (null handle).
+            let writer = c.is_writer();
             let (stmt, info) = match known {
-                Some(info) => (c.prepare_raw(sql).map_err(|e| e.into_py(py))?, info),
+                Some(info) => {
+                    if !private {
+                        route::check_session(&info, writer)?;
+                    }
+                    (c.prepare_raw(sql).map_err(|e| e.into_py(py))?, info)
+                }
                 None => {
                     let cl = c
-                        .prepare_classified(sql, !private)
+                        .prepare_classified(sql, writer)
                         .map_err(|e| e.into_py(py))?;
                     (cl.stmt, cl.class.info)
                 }
@@ -80,6 +94,12 @@ impl RowIterator {
                     unsafe { ffi::sqlite3_finalize(stmt) };
                 }
             };
+            if !private {
+                if let Err(e) = route::check_session(&info, writer) {
+                    finalize();
+                    return Err(e);
+                }
+            }
             match route::place(&info) {
                 Place::Refused => {
                     finalize();
@@ -175,6 +195,23 @@ impl RowIterator {
     /// Stop early and give the connection back (idempotent).
     fn close(&self, py: Python<'_>) {
         self.finish(py);
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.done.load(Ordering::Acquire) {
+            "done"
+        } else {
+            "active"
+        };
+        let owner = if self.private {
+            "own reader"
+        } else {
+            "session"
+        };
+        format!(
+            "<RowIterator {state} on its {owner} {:?}>",
+            self.sess.db().path
+        )
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

@@ -94,8 +94,24 @@ impl Savepoint {
         self.finish(py, true)
     }
 
+    /// True between `__enter__` and its release or rollback.
     #[getter]
     fn active(&self) -> bool {
         self.level.lock().is_some()
+    }
+
+    fn __repr__(&self) -> String {
+        let level = *self.level.lock();
+        match level {
+            Some((level, gen)) if self.sess.gen() == gen => format!(
+                "<Savepoint active depth={level} of transaction {}>",
+                self.sess.describe()
+            ),
+            Some(_) => format!(
+                "<Savepoint ended (its transaction ended) {:?}>",
+                self.sess.db().path
+            ),
+            None => format!("<Savepoint inactive {:?}>", self.sess.db().path),
+        }
     }
 }

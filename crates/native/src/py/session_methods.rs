@@ -35,7 +35,11 @@ pub fn sess_iterate(
 pub fn sess_prepare(py: Python<'_>, sess: &Session, sql: &str) -> PyResult<Statement> {
     let db = sess.db().clone();
     sess.with_conn(|c| {
-        let classified = c.prepare_classified(sql, true).map_err(|e| e.into_py(py))?;
+        // A setting compiles (and so takes effect) only on the writer.
+        let writer = c.is_writer();
+        let classified = c
+            .prepare_classified(sql, writer)
+            .map_err(|e| e.into_py(py))?;
         statement_from(py, &db, c, classified, sql)
     })
 }

@@ -29,4 +29,7 @@ session_pymethods!(Snapshot {
         self.sess.end(py, false, false)
     }
 
+    fn __repr__(&self) -> String {
+        format!("<Snapshot {}>", self.sess.describe())
+    }
 });

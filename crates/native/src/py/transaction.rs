@@ -112,13 +112,6 @@ session_pymethods!(Transaction {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "<Transaction {}>",
-            if self.sess.is_active() {
-                "active"
-            } else {
-                "inactive"
-            }
-        )
+        format!("<Transaction {}>", self.sess.describe())
     }
 });

@@ -8,6 +8,7 @@ use honker_core::SharedUpdateWatcher;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ pub struct UpdateSubscription {
     watcher: Arc<SharedUpdateWatcher>,
     id: u64,
     rx: Mutex<Option<Receiver<()>>>,
+    closed: AtomicBool,
 }
 
 #[pymethods]
@@ -86,7 +88,20 @@ impl UpdateSubscription {
     /// Stop receiving ticks (idempotent). A thread blocked in wait() wakes
     /// with InterfaceError.
     fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         self.watcher.unsubscribe(self.id);
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed.load(Ordering::Acquire) || self.db.is_closed() {
+            "closed"
+        } else {
+            "open"
+        };
+        format!(
+            "<UpdateSubscription {} {state} {:?}>",
+            self.id, self.db.path
+        )
     }
 }
 
@@ -105,5 +120,6 @@ pub fn subscribe(db: &Arc<DbInner>) -> PyResult<UpdateSubscription> {
         watcher,
         id,
         rx: Mutex::new(Some(rx)),
+        closed: AtomicBool::new(false),
     })
 }
