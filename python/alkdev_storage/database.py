@@ -102,10 +102,11 @@ class Database(_native.Database):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
         *,
-        max_readers: int = 8,
+        max_readers: int | None = None,
         watcher_poll_interval_ms: float | None = None,
+        timeout: float | None = None,
     ) -> None:
         # The native __new__ opened the file with these arguments; there is
         # no native __init__ to call.
@@ -135,15 +136,13 @@ class Database(_native.Database):
 
     def fetchone_on_writer(self, stmt: _native.Statement, params: Params = None) -> Row:
         """Run ``stmt`` (a ``SELECT`` of a ``honker_*`` SQL function that
-        writes) in its own write transaction on the writer; its first row.
+        writes) and return its first row.
 
-        Always the writer: some honker functions swallow the query-only
-        error a reader would raise (``honker_fail`` returns 0), so letting
-        the native layer try a reader first is not safe for them."""
-        # Simplifies once statements are classified natively: such a read
-        # routes itself to the writer, and this becomes self.fetchone().
-        with self.transaction() as tx:
-            row = tx.fetchone(stmt, params)
+        Such a statement is classified ``"read_writes"`` when it is prepared
+        (``stmt.kind``), so the native layer runs it on the writer inside its
+        own ``BEGIN IMMEDIATE`` transaction; this only adds the "no row"
+        check the callers rely on."""
+        row = self.fetchone(stmt, params)
         if row is None:
             raise InterfaceError(f"{stmt.sql!r} returned no row")
         return row
@@ -356,21 +355,40 @@ class Database(_native.Database):
 
 
 def open(
-    path: str | os.PathLike[str],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     *,
-    max_readers: int = 8,
+    max_readers: int | None = None,
     watcher_poll_interval_ms: float | None = None,
+    timeout: float | None = None,
 ) -> Database:
     """Open (creating if needed) the database file at ``path``.
 
-    ``max_readers`` bounds the reader pool (at least 1). ``":memory:"`` and
-    empty paths are rejected with ``ValueError``: every reader connection
-    would see a different in-memory database.
-    ``watcher_poll_interval_ms`` sets the poll period of the update watcher
-    that wakes listeners (default 1 ms).
+    Every Database opened on the same file in this process is a handle on
+    one shared engine (one writer slot, one reader pool, one update
+    watcher), whichever entry point opened it (``open()``, the DB-API
+    driver, a ``sqlite+honker`` engine): their statements and transactions
+    work together. ``close()`` closes this handle; the files close with the
+    last handle.
+
+    Options (applied when the file's engine is created; leave them out to
+    use the engine already open, a different explicit value raises
+    ``ValueError``):
+
+    * ``max_readers`` bounds the reader pool (default 8, at least 1).
+    * ``watcher_poll_interval_ms``: poll period of the update watcher that
+      wakes listeners (default 1 ms).
+    * ``timeout``: seconds any wait for the writer slot, a reader or another
+      process's lock may last (default 5.0); ``OperationalError`` naming
+      the holder when it expires. Ctrl-C interrupts every wait.
+
+    ``":memory:"`` and empty paths are rejected with ``ValueError``: every
+    reader connection would see a different in-memory database.
     """
     return Database(
-        path, max_readers=max_readers, watcher_poll_interval_ms=watcher_poll_interval_ms
+        path,
+        max_readers=max_readers,
+        watcher_poll_interval_ms=watcher_poll_interval_ms,
+        timeout=timeout,
     )
 
 

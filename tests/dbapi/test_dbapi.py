@@ -85,7 +85,7 @@ def test_connect_rejects_bad_input(db_path, tmp_path):
     with pytest.raises(ValueError, match="in-memory"):
         dbapi.connect(":memory:")
     with pytest.raises(TypeError, match=r"unexpected keyword|got an unexpected"):
-        dbapi.connect(db_path, timeout=3)  # type: ignore[call-arg]
+        dbapi.connect(db_path, busy=3)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="max_readers"):
         dbapi.connect(db_path, max_readers=0)
     with pytest.raises(TypeError, match="autocommit"):

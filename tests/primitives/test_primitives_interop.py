@@ -12,10 +12,10 @@ import json
 import os
 
 import pytest
+from primitives_helpers import honker_extension
 
 import alkdev_storage
 from alkdev_storage.primitives import LockHeld
-from primitives_helpers import honker_extension
 
 apsw = pytest.importorskip("apsw")
 

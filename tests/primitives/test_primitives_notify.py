@@ -7,10 +7,10 @@ import threading
 import time
 
 import pytest
+from primitives_helpers import finish, spawn
 
 import alkdev_storage
 from alkdev_storage.primitives import Listener, Notification
-from primitives_helpers import finish, spawn
 
 
 def count_notifications(db, channel):  # type: ignore[no-untyped-def]

@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
+from primitives_helpers import dead_rows, live_count
 
 from alkdev_storage.primitives import ClaimIterator, Job, Queue
-from primitives_helpers import dead_rows, live_count
 
 
 def test_enqueue_claim_ack(db) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ import json
 import threading
 
 import pytest
+from primitives_helpers import dead_rows, live_count
 
 from alkdev_storage.primitives import (
     Outbox,
@@ -17,7 +18,6 @@ from alkdev_storage.primitives import (
     run_task_blocking,
     run_workers,
 )
-from primitives_helpers import dead_rows, live_count
 
 
 @pytest.fixture(autouse=True)

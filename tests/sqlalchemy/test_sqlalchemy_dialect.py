@@ -68,7 +68,7 @@ def test_url_selects_the_dialect_built_on_sqlalchemys_sqlite(engine, db_path):
         ("sqlite+honker://", "a database file path is required"),
         ("sqlite+honker:///:memory:", "in-memory"),
         ("sqlite+honker://user@host/x.db", "no user, password, host or port"),
-        ("sqlite+honker:///x.db?timeout=3", "Unknown option 'timeout'"),
+        ("sqlite+honker:///x.db?busy=3", "Unknown option 'busy'"),
         ("sqlite+honker:///x.db?max_readers=lots", "option 'max_readers'"),
         ("sqlite+honker:///x.db?max_readers=0", "option 'max_readers'"),
         ("sqlite+honker:///x.db?watcher_poll_interval_ms=-1", "option 'watcher_poll_interval_ms'"),
@@ -80,12 +80,16 @@ def test_invalid_urls_raise_argument_error_naming_the_problem(url, message):
 
 
 def test_url_options_and_connect_args(db_path):
-    eng = sa.create_engine(f"sqlite+honker:///{db_path}?max_readers=3&watcher_poll_interval_ms=5")
+    eng = sa.create_engine(
+        f"sqlite+honker:///{db_path}?max_readers=3&watcher_poll_interval_ms=5&timeout=2.5"
+    )
     with eng.connect() as c:
         assert honker_database(c).max_readers == 3
+        assert honker_database(c).timeout == 2.5
     eng.dispose()
     for bad, message in [
-        ({"timeout": 1}, "Unknown connect argument"),
+        ({"busy": 1}, "Unknown connect argument"),
+        ({"timeout": "1"}, "connect argument 'timeout'"),
         ({"max_readers": "4"}, "connect argument 'max_readers'"),
         ({"autocommit": 1}, "'autocommit' must be a bool"),
     ]:

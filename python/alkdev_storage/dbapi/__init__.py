@@ -195,6 +195,7 @@ def connect(
     autocommit: bool = False,
     readonly: bool = False,
     watcher_poll_interval_ms: float | None = None,
+    timeout: float | None = None,
 ) -> Connection:
     """Open a connection to the database file ``database``.
 
@@ -207,8 +208,11 @@ def connect(
     Options: ``max_readers`` (reader pool bound, for the first connection to
     a file; a conflicting value for an already open file raises
     ``ValueError``), ``autocommit`` (every statement commits on its own),
-    ``readonly`` (statements run in a read snapshot), and
-    ``watcher_poll_interval_ms`` (update watcher period).
+    ``readonly`` (statements run in a read snapshot),
+    ``watcher_poll_interval_ms`` (update watcher period) and ``timeout``
+    (seconds any wait for the writer slot, a reader or another process's
+    lock may last; default 5.0). The file's engine is shared with every
+    other entry point in the process (:func:`alkdev_storage.open`).
     """
     if not isinstance(autocommit, bool):
         raise TypeError(f"autocommit must be a bool, not {type(autocommit).__name__}")
@@ -231,7 +235,7 @@ def connect(
         path = os.fspath(database)
         if isinstance(path, bytes):
             path = os.fsdecode(path)
-        shared = _registry.acquire_path(path, max_readers, watcher_poll_interval_ms)
+        shared = _registry.acquire_path(path, max_readers, watcher_poll_interval_ms, timeout)
     else:
         raise TypeError(
             f"database must be a path or an alkdev_storage.Database, not {type(database).__name__}"

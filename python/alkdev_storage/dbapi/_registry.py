@@ -158,7 +158,10 @@ def acquire_database(database: Database) -> Shared:
 
 
 def acquire_path(
-    path: str, max_readers: int | None, watcher_poll_interval_ms: float | None
+    path: str,
+    max_readers: int | None,
+    watcher_poll_interval_ms: float | None,
+    timeout: float | None = None,
 ) -> Shared:
     """A reference to the Shared of the file at ``path``, opening the
     driver's Database for it if none is open (or the file was replaced)."""
@@ -172,19 +175,28 @@ def acquire_path(
             _registry.pop(key, None)
             shared = None
         if shared is None:
+            # Options left out (None) use the engine already open for the
+            # file, if any (alkdev_storage.open() shares it); an explicit
+            # conflicting value raises ValueError natively.
             db = Database(
                 path,
-                max_readers=8 if max_readers is None else max_readers,
+                max_readers=max_readers,
                 watcher_poll_interval_ms=watcher_poll_interval_ms,
+                timeout=timeout,
             )
             shared = Shared(db, key, owned=True)
             _registry[key] = shared
             _by_db[id(db)] = shared
-        elif max_readers is not None and max_readers != shared.db.max_readers:
-            raise ValueError(
-                f"max_readers={max_readers} conflicts with the Database already open for "
-                f"{path!r} (max_readers={shared.db.max_readers})"
-            )
+        else:
+            for name, given, in_force in (
+                ("max_readers", max_readers, shared.db.max_readers),
+                ("timeout", timeout, shared.db.timeout),
+            ):
+                if given is not None and given != in_force:
+                    raise ValueError(
+                        f"{name}={given} conflicts with the Database already open for "
+                        f"{path!r} ({name}={in_force}); leave it out to share that one"
+                    )
         shared.refs += 1
     return shared
 

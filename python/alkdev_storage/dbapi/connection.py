@@ -29,7 +29,7 @@ class Connection:
 
     def __init__(self, shared: _registry.Shared, *, autocommit: bool, readonly: bool) -> None:
         self._shared = shared
-        self._db: Database | None = shared.db
+        self._open_db: Database | None = shared.db
         self._tx: _native.Transaction | None = None
         self._snap: _native.Snapshot | None = None
         self._sps: list[tuple[str | None, _native.Savepoint]] = []
@@ -41,7 +41,7 @@ class Connection:
         self._isolation_level = "SERIALIZABLE"
 
     def __repr__(self) -> str:
-        db = self._db
+        db = self._open_db
         if db is None:
             return f"<{type(self).__module__}.Connection closed>"
         state = (
@@ -56,7 +56,7 @@ class Connection:
     # -- state ---------------------------------------------------------------
 
     def _check(self) -> Database:
-        db = self._db
+        db = self._open_db
         if db is None:
             raise ProgrammingError("Cannot operate on a closed connection.")
         return db
@@ -64,7 +64,7 @@ class Connection:
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
-        return self._db is None
+        return self._open_db is None
 
     @property
     def database(self) -> Database:
@@ -169,13 +169,13 @@ class Connection:
         """Commit the open transaction (end the read snapshot); a no-op
         when none is open."""
         self._check()
-        self._end(True)
+        self._end_tx(True)
 
     def rollback(self) -> None:
         """Roll back the open transaction (end the read snapshot); a no-op
         when none is open."""
         self._check()
-        self._end(False)
+        self._end_tx(False)
 
     def _begin_write(self) -> _native.Transaction:
         if self._readonly:
@@ -197,7 +197,7 @@ class Connection:
         if self._readonly:
             return self._snapshot(), False
         if self._autocommit:
-            return self._db, False
+            return self._open_db, False
         return self._begin_write(), True
 
     def _snapshot(self) -> _native.Snapshot:
@@ -208,7 +208,7 @@ class Connection:
             self._snap = snap
         return snap
 
-    def _end(self, commit: bool) -> None:
+    def _end_tx(self, commit: bool) -> None:
         tx, snap, ddl = self._tx, self._snap, self._tx_ddl
         self._tx = self._snap = None
         self._sps.clear()
@@ -237,7 +237,7 @@ class Connection:
         elif action in ("commit", "rollback"):
             if self._tx is None and self._snap is None:
                 raise OperationalError(f"cannot {action} - no transaction is active")
-            self._end(action == "commit")
+            self._end_tx(action == "commit")
         elif action == "savepoint":
             if self._snap is not None:
                 raise OperationalError("SAVEPOINT in a read-only snapshot is not supported")
@@ -260,7 +260,7 @@ class Connection:
                     sp.rollback()
             if release:
                 if not sps and self._sp_began:
-                    self._end(True)
+                    self._end_tx(True)
             else:
                 self._push_savepoint(self._tx, name)  # SQLite keeps it after ROLLBACK TO
 
@@ -361,7 +361,7 @@ class Connection:
         try:
             return getattr(tx, method)(stmt, params)
         except BaseException:
-            self._end(False)
+            self._end_tx(False)
             raise
 
     def create_function(
@@ -379,17 +379,17 @@ class Connection:
         """Roll back any open transaction and release the shared Database
         (the driver's handle closes with its last connection). Closing a
         closed connection does nothing (docs/0009-dbapi-close.md)."""
-        if self._db is None:
+        if self._open_db is None:
             return
         try:
-            self._end(False)
+            self._end_tx(False)
         finally:
-            self._db = None
+            self._open_db = None
             _registry.release(self._shared)
 
     def __del__(self) -> None:
         try:
-            if self._db is not None:
+            if self._open_db is not None:
                 self.close()
         except Exception:
             pass
@@ -399,7 +399,7 @@ class Connection:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         """As ``sqlite3``: commit on success, roll back on error; stay open."""
-        if self._db is None:
+        if self._open_db is None:
             return
         if exc_type is None:
             self.commit()
@@ -408,7 +408,7 @@ class Connection:
 
     def cursor(self) -> Cursor:
         """A new :class:`Cursor` on this connection."""
-        if self._db is None:
+        if self._open_db is None:
             self._check()
         cur: Cursor = _new(Cursor)  # skips __init__: one attribute to set
         cur._conn = self
@@ -436,10 +436,10 @@ class Connection:
             tx.executescript(sql)
         except BaseException:
             if began:
-                self._end(False)
+                self._end_tx(False)
             raise
         self._shared.invalidate()
         self._tx_ddl = True  # the script may have changed the schema
         if began and self._autocommit:
-            self._end(True)
+            self._end_tx(True)
         return self.cursor()

@@ -153,7 +153,7 @@ class Cursor:
         write transaction; transaction-control SQL drives the native
         Transaction; see :mod:`alkdev_storage.dbapi`."""
         conn = self._conn
-        db = conn._db
+        db = conn._open_db
         if self._closed or db is None:
             self._fail_closed()
         entry = None if conn._tx_ddl else conn._shared.stmts.get(operation)
@@ -241,7 +241,7 @@ class Cursor:
                 self._no_result(r.changes if flags & F_DML else -1, r.lastrowid)
         except BaseException:
             if began:
-                conn._end(False)  # nothing was written: give the writer back
+                conn._end_tx(False)  # nothing was written: give the writer back
             raise
         if flags & (F_DDL | F_TEMP):
             conn._schema_changed(bool(flags & F_TEMP))
@@ -250,7 +250,7 @@ class Cursor:
         """Run a DML statement (without ``RETURNING``) once per parameter
         set, all in the write transaction: every row or none."""
         conn = self._conn
-        if self._closed or conn._db is None:
+        if self._closed or conn._open_db is None:
             self._fail_closed()
         entry = None if conn._tx_ddl else conn._shared.stmts.get(operation)
         if entry is None:
@@ -269,7 +269,7 @@ class Cursor:
             r = target.executemany(stmt, seq_of_parameters)
         except BaseException as e:
             if began:
-                conn._end(False)
+                conn._end_tx(False)
             if not isinstance(e, TypeError):
                 raise
             if not any(_needs_adapt(p) for p in seq_of_parameters):

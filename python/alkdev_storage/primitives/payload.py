@@ -10,28 +10,22 @@ Decisions (docs/0006-payloads-and-names.md)
   reference, NaN, nesting too deep) is a :class:`TypeError` naming the
   payload's type, with the original error as its cause. It is raised
   before any statement runs, so nothing is written.
-* The native ``tx.notify`` / ``db.notify`` of ``_native`` encode with the
-  same rules and the same message.
+* There is one codec: :func:`encode` *is* the native
+  ``_native.encode_payload``, which the native ``tx.notify`` uses too.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+
+from alkdev_storage import _native
 
 __all__ = ["decode", "encode"]
 
-_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+encode = _native.encode_payload
+"""Python value -> JSON text: the native ``_native.encode_payload`` itself
+(no wrapper on the hot path). ``TypeError`` naming the payload's type if it
+cannot be encoded."""
 
 decode = json.loads
 """JSON text -> Python value (``json.loads``)."""
-
-
-def encode(payload: Any) -> str:
-    """JSON text of ``payload``; ``TypeError`` if it cannot be encoded."""
-    try:
-        return _encode(payload)
-    except Exception as e:
-        raise TypeError(
-            f"payload of type {type(payload).__name__} cannot be encoded as JSON: {e}"
-        ) from e

@@ -43,15 +43,15 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import sqlalchemy as _sa
+from sqlalchemy import exc as _exc
 from sqlalchemy.orm import Session as _Session
 
-import sqlalchemy as _sa
 from alkdev_storage import _native
 from alkdev_storage import dbapi as _dbapi
 from alkdev_storage.database import Database
 from alkdev_storage.sqlalchemy.dialect import HonkerDialect
 from alkdev_storage.sqlalchemy.prepared import PreparedQuery, prepare
-from sqlalchemy import exc as _exc
 
 __all__ = [
     "HonkerDialect",

@@ -37,10 +37,11 @@ Decisions
   is a :class:`~sqlalchemy.pool.QueuePool` of those views. Returning a
   connection to the pool rolls back, which frees the writer slot.
 * URL: ``sqlite+honker:///relative.db`` or ``sqlite+honker:////abs/path.db``
-  with optional query options ``max_readers`` (int >= 1) and
-  ``watcher_poll_interval_ms`` (float > 0). Host, port, user, password,
-  ``:memory:``, other query options or bad values raise ``ArgumentError``
-  naming the problem; so do unknown ``connect_args``.
+  with optional query options ``max_readers`` (int >= 1),
+  ``watcher_poll_interval_ms`` (float > 0) and ``timeout`` (seconds, > 0).
+  Host, port, user, password, ``:memory:``, other query options or bad
+  values raise ``ArgumentError`` naming the problem; so do unknown
+  ``connect_args``.
 * ``regexp_match``: as the stock driver does, a Python ``regexp()`` (``re``)
   is registered, here once on the shared Database
   (``Database.create_function``), so ``REGEXP`` works on every connection.
@@ -59,19 +60,22 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import exc, pool, util
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler, SQLiteDialect
 from sqlalchemy.engine import default
 from sqlalchemy.engine.characteristics import ConnectionCharacteristic
 from sqlalchemy.engine.url import URL
 from sqlalchemy.sql import sqltypes
 
-from sqlalchemy import exc, pool, util
-
 __all__ = ["HonkerDialect", "dialect"]
 
-_URL_OPTIONS: dict[str, type] = {"max_readers": int, "watcher_poll_interval_ms": float}
+_URL_OPTIONS: dict[str, type] = {
+    "max_readers": int,
+    "watcher_poll_interval_ms": float,
+    "timeout": float,
+}
 _CONNECT_OPTIONS = frozenset(
-    {"max_readers", "watcher_poll_interval_ms", "autocommit", "readonly", "database"}
+    {"max_readers", "watcher_poll_interval_ms", "timeout", "autocommit", "readonly", "database"}
 )
 
 

@@ -57,18 +57,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.engine.result import SimpleResultMetaData
 from sqlalchemy.engine.row import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import attributes as orm_attributes
 from sqlalchemy.sql.elements import _anonymous_label
 
-import sqlalchemy as sa
 from alkdev_storage import dbapi as _dbapi
 from alkdev_storage.database import Database
 from alkdev_storage.dbapi.connection import How
 from alkdev_storage.errors import InterfaceError
-from sqlalchemy import exc
 
 __all__ = ["PreparedQuery", "prepare"]
 
