@@ -7,7 +7,7 @@ ns/op is reported with the spread (max/min of the repeats) as the noise.
 
 Workloads: point select by primary key, insert inside one transaction,
 autocommit insert, executemany of 10k rows (one transaction), scan of 1,000
-rows. Targets (issue 2): point select <= 0.5x apsw, the others <= 1.0x apsw.
+rows. Targets: point select <= 0.5x apsw, the others <= 1.0x apsw.
 
 Run:  python benches/bench_native.py [--quick] [--json PATH]
 """

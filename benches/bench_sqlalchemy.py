@@ -13,7 +13,7 @@ Driver workloads (target: sqlite+honker <= 1.0x the stock driver):
 * ``core_insert``: ``conn.execute(insert(items), row)`` inside one transaction
 * ``orm_get``: ``session.get(Item, id)`` (each id once per session: a SELECT)
 
-Prepared queries (issue 4), on sqlite+honker only, point select by id:
+Prepared queries, on sqlite+honker only, point select by id:
 
 the table and query of the native point-select benchmark:
 

@@ -320,15 +320,22 @@ class UpdateSubscription:
 class Database:
     """An open database file: one writer slot and a bounded pool of reader
     connections, with honker-core's PRAGMA defaults (WAL,
-    ``synchronous=NORMAL``, foreign keys on, busy timeout 5 s), ``notify()``
+    ``synchronous=NORMAL``, foreign keys on, waits bounded by ``timeout``, 5 s by default), ``notify()``
     and every ``honker_*`` SQL function. Safe to share between threads.
 
     Outside a transaction, reads run on a reader and see the latest
     committed state; writes run on the writer as their own short
-    transaction. A read whose SQL functions write (``SELECT notify(...)``)
-    is detected and re-run on the writer inside ``BEGIN IMMEDIATE``.
+    transaction. Where a statement runs is decided once, by its
+    :attr:`Statement.kind` (a read whose SQL functions write,
+    ``SELECT notify(...)``, runs on the writer inside ``BEGIN IMMEDIATE``).
     Transaction control SQL is refused with ``ProgrammingError``: use
     :meth:`transaction`, ``tx.savepoint()`` and :meth:`read`.
+
+    Every Database object opened on the same file in one process is a
+    handle on one shared engine (one writer slot, one reader pool, one
+    watcher): statements and transactions of one handle work with the
+    others; ``close()`` closes this handle, the engine closes with its last
+    handle.
     """
 
     def __init__(
@@ -342,7 +349,12 @@ class Database:
         """Open (creating if needed) the file at ``path``; the writer opens
         now (GIL released), readers on demand. ``max_readers`` bounds the
         reader pool (at least 1); ``watcher_poll_interval_ms`` sets the poll
-        period of the update watcher (positive; default 1 ms). Raises
+        period of the update watcher (positive; default 1 ms); ``timeout``
+        (seconds, default 5.0) bounds every wait for the writer slot, a
+        reader or another process's lock (``OperationalError`` naming the
+        holder when it expires). Options apply when the file's engine is
+        created; a different explicit value for an engine already open
+        raises ``ValueError``. Raises
         ``ValueError`` for an empty path, an in-memory database
         (``":memory:"``, ``mode=memory``) or a path that is not UTF-8, and a
         database error (with a note naming the path) if the file cannot be
