@@ -4,6 +4,7 @@ The native session (``open``, ``Database``, ``Transaction``, ``Statement``)
 is implemented in Rust on top of honker-core; see the README.
 """
 
+from alkdev_storage import errors as _errors
 from alkdev_storage._native import (
     ExecResult,
     RowIterator,
@@ -15,33 +16,18 @@ from alkdev_storage._native import (
     sqlite_version_number,
 )
 from alkdev_storage.database import Database, open
-from alkdev_storage.errors import (
-    DatabaseError,
-    DataError,
-    Error,
-    IntegrityError,
-    InterfaceError,
-    InternalError,
-    NotSupportedError,
-    OperationalError,
-    ProgrammingError,
-    Warning,
-)
+from alkdev_storage.errors import *  # noqa: F403  (the one list: errors.__all__)
 from alkdev_storage.primitives import (
     CronSchedule,
     Event,
     Job,
-    LeadershipLost,
     Listener,
-    LockHeld,
     Notification,
     Outbox,
     Queue,
-    Retryable,
     Scheduler,
     Stream,
     TaskResult,
-    UnknownTaskError,
     crontab,
     every_s,
     registry,
@@ -52,26 +38,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CronSchedule",
-    "DataError",
     "Database",
-    "DatabaseError",
-    "Error",
     "Event",
     "ExecResult",
-    "IntegrityError",
-    "InterfaceError",
-    "InternalError",
     "Job",
-    "LeadershipLost",
     "Listener",
-    "LockHeld",
-    "NotSupportedError",
     "Notification",
-    "OperationalError",
     "Outbox",
-    "ProgrammingError",
     "Queue",
-    "Retryable",
     "RowIterator",
     "Savepoint",
     "Scheduler",
@@ -80,8 +54,6 @@ __all__ = [
     "Stream",
     "TaskResult",
     "Transaction",
-    "UnknownTaskError",
-    "Warning",
     "__version__",
     "crontab",
     "every_s",
@@ -91,3 +63,4 @@ __all__ = [
     "sqlite_version",
     "sqlite_version_number",
 ]
+__all__ += _errors.__all__

@@ -102,6 +102,22 @@ class NotSupportedError(DatabaseError):
     """A feature that SQLite or this package does not support."""
 
 
+PEP249: tuple[type[Exception], ...] = (
+    Warning,
+    Error,
+    InterfaceError,
+    DatabaseError,
+    DataError,
+    OperationalError,
+    IntegrityError,
+    InternalError,
+    ProgrammingError,
+    NotSupportedError,
+)
+"""The PEP 249 classes, for code that must list them (the DB-API
+``Connection`` attributes)."""
+
+
 # ---------------------------------------------------------------------------
 # Domain exceptions (primitives, tenancy, ...) are defined below this line.
 # ---------------------------------------------------------------------------

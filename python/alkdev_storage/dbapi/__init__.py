@@ -113,6 +113,7 @@ from alkdev_storage.dbapi._types import (
 from alkdev_storage.dbapi.connection import Connection
 from alkdev_storage.dbapi.cursor import Cursor
 from alkdev_storage.errors import (
+    PEP249,
     DatabaseError,
     DataError,
     Error,
@@ -161,18 +162,7 @@ __all__ = [
 ]
 
 # PEP 249's optional extension: the exception classes as Connection attributes.
-for _exc in (
-    Warning,
-    Error,
-    InterfaceError,
-    DatabaseError,
-    DataError,
-    OperationalError,
-    IntegrityError,
-    InternalError,
-    ProgrammingError,
-    NotSupportedError,
-):
+for _exc in PEP249:
     setattr(Connection, _exc.__name__, _exc)
 del _exc
 
