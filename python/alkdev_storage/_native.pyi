@@ -321,7 +321,8 @@ class Database:
     """An open database file: one writer slot and a bounded pool of reader
     connections, with honker-core's PRAGMA defaults (WAL,
     ``synchronous=NORMAL``, foreign keys on; waits bounded by ``timeout``,
-    5 s by default), ``notify()`` and every ``honker_*`` SQL function. Safe to share between threads.
+    5 s by default), ``notify()`` and every ``honker_*`` SQL function. Safe to
+    share between threads.
 
     Outside a transaction, reads run on a reader and see the latest
     committed state; writes run on the writer as their own short
