@@ -17,6 +17,7 @@ from alkdev_storage._native import (
 )
 from alkdev_storage.database import Database, open
 from alkdev_storage.errors import *  # noqa: F403  (the one list: errors.__all__)
+from alkdev_storage.extension import extension_info, load_extension
 from alkdev_storage.primitives import (
     CronSchedule,
     Event,
@@ -57,6 +58,8 @@ __all__ = [
     "__version__",
     "crontab",
     "every_s",
+    "extension_info",
+    "load_extension",
     "open",
     "registry",
     "run_workers",

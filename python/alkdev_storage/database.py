@@ -21,8 +21,19 @@ Decisions
   the one helper that runs a statement in its own writer transaction;
   ``wake_hub()`` is the asyncio wake bridge.
 * ``queue(name)`` / ``stream(name)`` / ``outbox(name)`` return the same
-  object for the same name (honker's cache; later arguments are ignored,
-  as in honker).
+  object for the same name (honker's cache). Re-declaring a queue with an
+  option that differs from the cached queue's (``visibility_timeout_s``,
+  ``max_attempts``, an explicit default against a custom value included)
+  raises ``ValueError`` naming the option; options left out accept the
+  cached queue's.
+* A file written by an early honker, with the legacy ``_honker_pending``
+  / ``_honker_processing`` tables, is migrated when opened, in the
+  bootstrap transaction: its rows move into ``_honker_live`` (pending as
+  ``'pending'``, processing as ``'processing'`` with their claim) and the
+  legacy tables and indexes are dropped (docs/0013-honker-parity.md).
+* ``open(..., watcher_backend=)`` accepts honker's values (None,
+  ``"polling"``, ``"kernel"``, ``"shm"``) so honker code runs unchanged;
+  this package has one update watcher for every value (see :func:`open`).
 * ``close()`` closes the native session (which stops the shared update
   watcher) and joins the asyncio wake bridge; open iterators end cleanly.
   ``with open(...) as db`` does the same. A Database that is garbage
@@ -63,7 +74,70 @@ if TYPE_CHECKING:
     from alkdev_storage.primitives.scheduler import CronSchedule
     from alkdev_storage.primitives.tasks import PeriodicTaskOptions, TaskOptions, TaskWrapper
 
-__all__ = ["Database", "open"]
+__all__ = ["WATCHER_BACKENDS", "Database", "open"]
+
+WATCHER_BACKENDS: tuple[str | None, ...] = (None, "polling", "kernel", "shm")
+"""The ``watcher_backend`` values honker accepts (all served by the one
+update watcher of this package)."""
+
+# Legacy (pre-0.1 honker) job tables: moved into _honker_live on open.
+_LEGACY_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN " \
+    "('_honker_pending', '_honker_processing')"
+_LIVE_COLUMNS = (
+    "id", "queue", "payload", "priority", "run_at", "worker_id", "claim_expires_at",
+    "attempts", "max_attempts", "created_at", "expires_at",
+)
+_LEGACY_INDEX = {
+    "_honker_pending": "_honker_pending_claim",
+    "_honker_processing": "_honker_processing_reclaim",
+}
+
+
+def _migrate_legacy(tx: _native.Transaction) -> None:
+    """Move the rows of honker's legacy ``_honker_pending`` /
+    ``_honker_processing`` tables into ``_honker_live`` and drop them (one
+    transaction: the bootstrap's). Columns are matched by name; a row
+    whose id is already taken in ``_honker_live`` or ``_honker_dead``
+    gets a new id."""
+    tables = {r[0] for r in tx.fetchall(_LEGACY_TABLES)}
+    for table, state in (("_honker_pending", "pending"), ("_honker_processing", "processing")):
+        if table not in tables:
+            continue
+        have = {r[1] for r in tx.fetchall(f"PRAGMA table_info({table})")}
+        cols = [c for c in _LIVE_COLUMNS if c in have]
+        if "queue" not in cols or "payload" not in cols:
+            continue  # not a job table we know: leave it alone
+        names = ", ".join(cols)
+        order = " ORDER BY id" if "id" in cols else ""
+        rows = tx.fetchall(f"SELECT {names} FROM {table}{order}")
+        keep: list[Any] = []
+        renew: list[Any] = []
+        rest = names
+        if "id" in cols:
+            taken = {
+                r[0]
+                for r in tx.fetchall(
+                    f"SELECT id FROM _honker_live WHERE id IN (SELECT id FROM {table}) UNION "
+                    f"SELECT id FROM _honker_dead WHERE id IN (SELECT id FROM {table})"
+                )
+            }
+            keep = [r for r in rows if r[0] not in taken]
+            renew = [r[1:] for r in rows if r[0] in taken]
+            rest = ", ".join(cols[1:])
+        else:
+            renew = list(rows)
+        if keep:
+            marks = ", ".join("?" * len(cols))
+            tx.executemany(
+                f"INSERT INTO _honker_live (state, {names}) VALUES ('{state}', {marks})", keep
+            )
+        if renew:
+            marks = ", ".join("?" * len(renew[0]))
+            tx.executemany(
+                f"INSERT INTO _honker_live (state, {rest}) VALUES ('{state}', {marks})", renew
+            )
+        tx.execute(f"DROP INDEX IF EXISTS {_LEGACY_INDEX[table]}")
+        tx.execute(f"DROP TABLE {table}")
 
 # honker's inspection view (live + dead jobs), created if missing.
 _JOBS_VIEW = """
@@ -109,7 +183,7 @@ class Database(_native.Database):
         timeout: float | None = None,
     ) -> None:
         # The native __new__ opened the file with these arguments; there is
-        # no native __init__ to call.
+        # no native __init__ to call. (open() validated watcher_backend.)
         self._stmts: dict[str, _native.Statement] = {}
         self._queues: dict[str, Queue] = {}
         self._streams: dict[str, Stream] = {}
@@ -119,6 +193,7 @@ class Database(_native.Database):
         try:
             with self.transaction() as tx:
                 tx.bootstrap_honker_schema()
+                _migrate_legacy(tx)
                 tx.execute(_JOBS_VIEW)
         except BaseException:
             _native.Database.close(self)
@@ -260,17 +335,38 @@ class Database(_native.Database):
 
     # -- queues, streams, outboxes, scheduler --------------------------
 
-    def queue(self, name: str, visibility_timeout_s: int = 300, max_attempts: int = 3) -> Queue:
-        """The work queue ``name`` (the same object for the same name: the
-        options of the first call win, as in honker). ``visibility_timeout_s``
-        is how long a claim lasts, ``max_attempts`` how many claims a job
-        gets before it goes to the dead table."""
+    def queue(
+        self,
+        name: str,
+        visibility_timeout_s: int | None = None,
+        max_attempts: int | None = None,
+    ) -> Queue:
+        """The work queue ``name`` (the same object for the same name).
+        ``visibility_timeout_s`` (default 300) is how long a claim lasts,
+        ``max_attempts`` (default 3) how many claims a job gets before it
+        goes to the dead table. Declaring an existing queue again with a
+        different value of either raises ``ValueError`` naming it (an
+        explicit default against a custom value too); leaving them out
+        takes the existing queue as it is."""
         q = self._queues.get(name)
         if q is None:
             q = Queue(
-                self, name, visibility_timeout_s=visibility_timeout_s, max_attempts=max_attempts
+                self,
+                name,
+                visibility_timeout_s=300 if visibility_timeout_s is None else visibility_timeout_s,
+                max_attempts=3 if max_attempts is None else max_attempts,
             )
             q = self._queues.setdefault(name, q)
+        if visibility_timeout_s is not None or max_attempts is not None:
+            for what, given, have in (
+                ("visibility_timeout_s", visibility_timeout_s, q.visibility_timeout_s),
+                ("max_attempts", max_attempts, q.max_attempts),
+            ):
+                if given is not None and as_int(given, what) != have:
+                    raise ValueError(
+                        f"queue {name!r} is already declared with {what}={have}, "
+                        f"not {what}={given!r}"
+                    )
         return q
 
     def stream(self, name: str) -> Stream:
@@ -360,6 +456,7 @@ def open(
     max_readers: int | None = None,
     watcher_poll_interval_ms: float | None = None,
     timeout: float | None = None,
+    watcher_backend: str | None = None,
 ) -> Database:
     """Open (creating if needed) the database file at ``path``.
 
@@ -380,10 +477,20 @@ def open(
     * ``timeout``: seconds any wait for the writer slot, a reader or another
       process's lock may last (default 5.0); ``OperationalError`` naming
       the holder when it expires. Ctrl-C interrupts every wait.
+    * ``watcher_backend``: accepted for compatibility with honker's
+      ``open()`` (None, ``"polling"``, ``"kernel"``, ``"shm"``; anything
+      else is a ``ValueError``). It changes nothing: this package has one
+      update watcher, shared by every Database on the file, whatever the
+      value (docs/0013-honker-parity.md).
 
     ``":memory:"`` and empty paths are rejected with ``ValueError``: every
     reader connection would see a different in-memory database.
     """
+    if watcher_backend not in WATCHER_BACKENDS:
+        raise ValueError(
+            f"watcher_backend must be one of None, 'polling', 'kernel', 'shm', "
+            f"got {watcher_backend!r}"
+        )
     return Database(
         path,
         max_readers=max_readers,

@@ -4,7 +4,8 @@ The PEP 249 hierarchy comes first::
 
     Exception
      |- Warning
-     |- Error
+     |- RuntimeError
+         |- Error
          |- InterfaceError
          |- DatabaseError
              |- DataError
@@ -25,6 +26,13 @@ Other errors (misuse such as a closed Database) leave both at their class
 default, ``None``. The class for a result code is chosen the way the stdlib
 :mod:`sqlite3` module chooses it, so code written for it catches the same
 classes.
+
+``Error`` also derives from ``RuntimeError`` (docs/0013-honker-parity.md):
+the honker binding raises ``RuntimeError`` for open failures, a full disk
+or a read-only file, and code written for it catches ``RuntimeError``; it
+catches ours too. PEP 249 only asks that ``Error`` derive from
+``Exception``, which it still does (through ``RuntimeError``), and
+``except Error`` / the PEP 249 subclasses work as before.
 """
 
 from __future__ import annotations
@@ -50,8 +58,10 @@ class Warning(Exception):
     sqlite_errorname: str | None = None
 
 
-class Error(Exception):
-    """Base class of every error this package raises for the database (PEP 249).
+class Error(RuntimeError):
+    """Base class of every error this package raises for the database (PEP 249;
+    a ``RuntimeError`` too, so honker code that catches ``RuntimeError``
+    catches it).
 
     ``sqlite_errorcode`` / ``sqlite_errorname``: the extended SQLite result
     code and its name when SQLite reported the error, else ``None``.
@@ -136,7 +146,8 @@ class LockHeld(Exception):
 
 class LeadershipLost(Exception):
     """A lock we held is no longer ours (it expired and was taken, or was
-    released): raised by ``Lock.renew()`` and by the scheduler runner."""
+    released): raised by the scheduler runner (``Lock.renew()`` returns
+    False instead, as in honker)."""
 
 
 class UnknownTaskError(Exception):
@@ -154,4 +165,28 @@ class Retryable(Exception):
         self.delay_s = int(delay_s)
 
 
-__all__ += ["LeadershipLost", "LockHeld", "Retryable", "UnknownTaskError"]
+class TaskFailed(Exception):
+    """A result waiter (``Queue.wait_result``, ``TaskResult.get``) found the
+    job in the dead table: it will never produce a result. ``job_id`` is
+    the job, ``last_error`` the error it died with (``str(exc)`` quotes
+    it)."""
+
+    def __init__(self, job_id: int, last_error: str | None) -> None:
+        super().__init__(f"job {job_id} is dead: {last_error or 'no error recorded'}")
+        self.job_id = job_id
+        self.last_error = last_error
+
+
+class ExtensionNotAvailable(RuntimeError):
+    """honker's SQLite extension is not built or not found (see
+    :func:`alkdev_storage.extension_info`)."""
+
+
+__all__ += [
+    "ExtensionNotAvailable",
+    "LeadershipLost",
+    "LockHeld",
+    "Retryable",
+    "TaskFailed",
+    "UnknownTaskError",
+]

@@ -186,7 +186,7 @@ def test_validation(db) -> None:  # type: ignore[no-untyped-def]
         q.enqueue({"when": object()})
     with pytest.raises(TypeError):
         q.enqueue(float("inf"))
-    with pytest.raises(ValueError, match="priority"):
+    with pytest.raises(TypeError, match="priority"):
         q.enqueue(1, priority="high")
     with pytest.raises(TypeError, match="delay"):
         q.enqueue(1, delay=[1])

@@ -9,8 +9,9 @@ so locks are shared with every other honker binding on the file.
 Decisions
 ---------
 * ``renew(ttl=None)`` extends the TTL while we still own the lock and
-  raises :class:`LeadershipLost` if we do not (it expired and was taken, or
-  was released). ``is_held()`` checks without raising.
+  returns True, or returns False if we do not (it expired and was taken,
+  or was released), as the honker binding does. ``is_held()`` checks
+  without writing.
 * Leaving the ``with`` block releases the lock if it is still ours and
   never raises for a lost lock (honker-compatible): call ``renew()`` (or
   ``is_held()``) where losing exclusivity matters.
@@ -24,7 +25,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from alkdev_storage.errors import LeadershipLost, LockHeld
+from alkdev_storage.errors import LockHeld
 from alkdev_storage.primitives.validate import as_int, check_name
 
 if TYPE_CHECKING:
@@ -74,16 +75,15 @@ class Lock:
         self.acquired = False
         return bool(r[0])
 
-    def renew(self, ttl: int | None = None) -> None:
+    def renew(self, ttl: int | None = None) -> bool:
         """Extend the lock to ``ttl`` (default: the lock's ttl) seconds from
-        now. Raises :class:`LeadershipLost` if it is no longer ours."""
+        now. True if it was still ours, False if not (it expired and was
+        taken, or was released): the caller lost exclusivity."""
         t = self.ttl if ttl is None else check_ttl(ttl)
         db = self.db
         r = db.fetchone_on_writer(db.statement(SQL_RENEW), (self.name, self.owner, t))
-        if not r[0]:
-            self.acquired = False
-            raise LeadershipLost(f"lock {self.name!r} is no longer held by owner {self.owner!r}")
-        self.acquired = True
+        self.acquired = bool(r[0])
+        return self.acquired
 
     def is_held(self) -> bool:
         """True if we own the lock and it has not expired."""

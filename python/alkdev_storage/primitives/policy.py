@@ -84,7 +84,8 @@ class JobPolicy:
         """Save the result (if asked), then ack."""
         if self.save_result:
             try:
-                job.queue.save_result(job.id, result, ttl=self.result_ttl_s)
+                ttl = self.result_ttl_s
+                job.queue.save_result(job.id, result, ttl=None if ttl is None else int(ttl))
             except Exception:
                 _log.exception("could not save the result of job %s on %r", job.id, job.queue_name)
         job.ack()

@@ -34,7 +34,17 @@ Decisions
   seconds without a job. ``wait_result_blocking`` is the blocking
   ``wait_result``.
 * ``visibility_timeout_s`` must be >= 1 and ``max_attempts`` >= 1
-  (ValueError), since honker's deadlines are whole seconds.
+  (ValueError), since honker's deadlines are whole seconds. Whole-second
+  and count arguments (``delay``, ``run_at``, ``priority``, ``expires``,
+  ``delay_s``, ``ttl``, ids) must be ints: a float or a bool is a
+  ``TypeError`` naming the argument, never truncated.
+* Dead letters and statistics are public (docs/0013-honker-parity.md):
+  ``dead()`` lists the queue's dead jobs, ``requeue_dead()`` moves them
+  back to ``_honker_live`` as fresh pending jobs (attempts 0, same id),
+  ``purge_dead()`` deletes them, ``stats()`` counts jobs by state. A result
+  waiter whose job is in the dead table raises
+  :class:`~alkdev_storage.errors.TaskFailed` with its last error instead of
+  waiting for its timeout.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _native
-from alkdev_storage.errors import InterfaceError
+from alkdev_storage.errors import InterfaceError, TaskFailed
 from alkdev_storage.primitives import _sql
 from alkdev_storage.primitives.contract import executor
 from alkdev_storage.primitives.payload import decode, encode
@@ -59,6 +69,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ClaimIterator", "Job", "Queue"]
 
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
+
 _UNSET: Any = object()
 
 _EXHAUSTED = "max attempts exceeded"  # honker-core's last_error for these
@@ -69,6 +82,70 @@ SQL_SWEEP_EXPIRED = "SELECT honker_sweep_expired(?1)"
 SQL_RESULT_SAVE = "SELECT honker_result_save(?1, ?2, ?3)"
 SQL_RESULT_GET = "SELECT honker_result_get(?1)"
 SQL_RESULT_SWEEP = "SELECT honker_result_sweep()"
+
+# Dead letters and statistics (not hot paths; not honker functions).
+_DEAD_COLUMNS = (
+    "id, queue, payload, priority, run_at, attempts, max_attempts, last_error, "
+    "created_at, died_at"
+)
+SQL_DEAD_LIST = (
+    f"SELECT {_DEAD_COLUMNS} FROM _honker_dead WHERE queue = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"
+)
+SQL_DEAD_ERROR = "SELECT last_error FROM _honker_dead WHERE id = ?1"
+# ?1 queue ?2 JSON array of ids, or NULL for every dead job of the queue
+_DEAD_SELECTED = "queue = ?1 AND (?2 IS NULL OR id IN (SELECT value FROM json_each(?2)))"
+SQL_REQUEUE_DEAD_INSERT = (
+    "INSERT INTO _honker_live (id, queue, payload, state, priority, run_at, attempts, "
+    "max_attempts, created_at) SELECT id, queue, payload, 'pending', priority, unixepoch(), "
+    "0, max_attempts, created_at FROM _honker_dead WHERE " + _DEAD_SELECTED + " RETURNING id"
+)
+SQL_DELETE_DEAD_IDS = "DELETE FROM _honker_dead WHERE id IN (SELECT value FROM json_each(?1))"
+SQL_PURGE_DEAD = (
+    "DELETE FROM _honker_dead WHERE "
+    + _DEAD_SELECTED
+    + " AND (?3 IS NULL OR died_at < unixepoch() - ?3)"
+)
+SQL_STATS = (
+    "SELECT "
+    "count(*) FILTER (WHERE state = 'pending' AND run_at <= t.now), "
+    "count(*) FILTER (WHERE state = 'pending' AND run_at > t.now), "
+    "count(*) FILTER (WHERE state = 'processing'), "
+    "min(run_at) FILTER (WHERE state = 'pending' AND run_at <= t.now), "
+    "(SELECT count(*) FROM _honker_dead WHERE queue = ?1), t.now "
+    "FROM (SELECT unixepoch() AS now) AS t LEFT JOIN _honker_live AS l ON l.queue = ?1"
+)
+
+
+def _dead_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    raw = row[2]
+    return {
+        "id": row[0],
+        "queue": row[1],
+        "payload": decode(raw) if raw else None,
+        "priority": row[3],
+        "run_at": row[4],
+        "attempts": row[5],
+        "max_attempts": row[6],
+        "last_error": row[7],
+        "created_at": row[8],
+        "died_at": row[9],
+    }
+
+
+def _ids_arg(job_ids: int | Iterable[int] | None, all_: bool, what: str) -> str | None:
+    """The ``?2`` of the dead-letter statements: a JSON array of ids, or
+    None for every dead job (``all=True``)."""
+    if all_:
+        if job_ids is not None:
+            raise ValueError(f"{what}: pass job ids or all=True, not both")
+        return None
+    if job_ids is None:
+        raise ValueError(f"{what}: pass job ids or all=True")
+    if isinstance(job_ids, (str, bytes)):
+        raise TypeError(f"job_ids must be an int or an iterable of ints, not {type(job_ids).__name__}")
+    if isinstance(job_ids, int) or hasattr(type(job_ids), "__index__"):
+        return encode([as_int(job_ids, "job_id")])
+    return encode([as_int(i, "job id") for i in job_ids])
 
 
 class Job:
@@ -164,6 +241,12 @@ def _first(row: tuple[Any, ...] | None) -> Any:
     return row[0] if row else None
 
 
+def _check_i64(value: int, what: str) -> int:
+    if not _I64_MIN <= value <= _I64_MAX:
+        raise ValueError(f"{what} must fit in a signed 64-bit integer, got {value}")
+    return value
+
+
 class Queue:
     """A named work queue (``db.queue(name)``; see the module docstring)."""
 
@@ -231,7 +314,9 @@ class Queue:
             encode(payload),
             None if run_at is None else as_int(run_at, "run_at"),
             None if delay is None else as_int(delay, "delay"),
-            priority if type(priority) is int else as_int(priority, "priority"),
+            priority
+            if type(priority) is int and _I64_MIN <= priority <= _I64_MAX
+            else _check_i64(as_int(priority, "priority"), "priority"),
             self.max_attempts,
             None if expires is None else as_int(expires, "expires"),
         )
@@ -304,10 +389,14 @@ class Queue:
         ``idle_poll_s`` is honker's fallback re-check period; ``timeout``
         ends the iteration after that many seconds without a job."""
         check_name(worker_id, "worker_id")
+        if self.db.closed:
+            raise InterfaceError("the database is closed")
         return ClaimIterator(self, worker_id, idle_poll_s, batch_size, timeout)
 
     def ack(self, job_id: int, worker_id: str, *, tx: TransactionContract | None = None) -> bool:
         """Delete the job if ``worker_id``'s claim is still valid (True)."""
+        if type(worker_id) is not str:
+            check_name(worker_id, "worker_id")
         params = (job_id if type(job_id) is int else as_int(job_id, "job_id"), worker_id)
         ex = self.db if tx is None else executor(self.db, tx)
         return ex.execute(self._s_ack, params).changes > 0
@@ -317,6 +406,8 @@ class Queue:
     ) -> int:
         """Ack several jobs in one transaction; returns how many claims were
         still valid."""
+        if type(worker_id) is not str:
+            check_name(worker_id, "worker_id")
         ids = [i if type(i) is int else as_int(i, "job id") for i in job_ids]
         if not ids:
             return 0
@@ -328,6 +419,7 @@ class Queue:
         attempts are exhausted). True iff our claim was still valid."""
         job_id = as_int(job_id, "job_id")
         delay_s = as_int(delay_s, "delay_s")
+        check_name(worker_id, "worker_id")
         with self.db.transaction() as tx:
             done = self._retry_in(tx, job_id, worker_id, delay_s, str(error))
         return done
@@ -348,6 +440,7 @@ class Queue:
     def fail(self, job_id: int, worker_id: str, error: str) -> bool:
         """Straight to the dead table. True iff our claim was still valid."""
         job_id = as_int(job_id, "job_id")
+        check_name(worker_id, "worker_id")
         with self.db.transaction() as tx:
             done = self._fail_in(tx, job_id, worker_id, str(error))
         return done
@@ -363,6 +456,7 @@ class Queue:
         """Extend our claim to ``extend_s`` (default: the visibility timeout)
         seconds from now; False if the claim is no longer ours."""
         extend = self.visibility_timeout_s if extend_s is None else as_int(extend_s, "extend_s")
+        check_name(worker_id, "worker_id")
         params = (as_int(job_id, "job_id"), worker_id, extend)
         return self.db.execute(self._s_heartbeat, params).changes > 0
 
@@ -423,7 +517,9 @@ class Queue:
 
     async def wait_result(self, job_id: int, timeout: float | None = None) -> Any:
         """Wait (woken by commits from any process) for a saved result.
-        Raises ``TimeoutError`` (``asyncio.TimeoutError``) after ``timeout``."""
+        Raises ``TimeoutError`` (``asyncio.TimeoutError``) after ``timeout``,
+        :class:`~alkdev_storage.errors.TaskFailed` (with the job's last error)
+        once the job is in the dead table: it will never produce a result."""
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         hub = self.db.wake_hub()
         while True:
@@ -431,6 +527,7 @@ class Queue:
             found, value = self.get_result(job_id)
             if found:
                 return value
+            self._raise_if_dead(job_id)
             if hub.ended:
                 hub.raise_if_failed()
                 raise InterfaceError("the database was closed")
@@ -450,6 +547,7 @@ class Queue:
                 found, value = self.get_result(job_id)
                 if found:
                     return value
+                self._raise_if_dead(job_id)
                 wait_s = 15.0
                 if deadline is not None:
                     wait_s = deadline - time.monotonic()
@@ -459,10 +557,81 @@ class Queue:
         finally:
             sub.close()
 
+    def _raise_if_dead(self, job_id: int) -> None:
+        db = self.db
+        row = db.fetchone(db.statement(SQL_DEAD_ERROR), (job_id,))
+        if row is not None:
+            raise TaskFailed(job_id, row[0])
+
     def sweep_results(self) -> int:
         """Delete expired results; returns how many were deleted."""
         db = self.db
         return int(db.fetchone_on_writer(db.statement(SQL_RESULT_SWEEP))[0])
+
+    # -- dead letters and statistics -----------------------------------
+
+    def dead(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """This queue's dead jobs, oldest id first: dicts with ``id``,
+        ``queue``, ``payload`` (decoded), ``priority``, ``run_at``,
+        ``attempts``, ``max_attempts``, ``last_error``, ``created_at``,
+        ``died_at`` (unix seconds). ``limit`` / ``offset`` page through them."""
+        lim = as_int(limit, "limit")
+        off = as_int(offset, "offset")
+        if lim < 0 or off < 0:
+            raise ValueError(f"limit and offset must be >= 0, got limit={lim}, offset={off}")
+        db = self.db
+        rows = db.fetchall(db.statement(SQL_DEAD_LIST), (self.name, lim, off))
+        return [_dead_row(r) for r in rows]
+
+    def requeue_dead(
+        self, job_ids: int | Iterable[int] | None = None, *, all: bool = False
+    ) -> list[int]:
+        """Move dead jobs of this queue (one id, several, or ``all=True``)
+        back to the live table as pending jobs due now, with their id,
+        payload, priority and ``max_attempts`` and ``attempts`` reset to 0,
+        in one transaction (workers are woken by its commit). Returns the
+        ids moved (ids not dead in this queue are ignored)."""
+        ids = _ids_arg(job_ids, all, "requeue_dead")
+        s = self.db.statement
+        with self.db.transaction() as tx:
+            moved = [r[0] for r in tx.fetchall(s(SQL_REQUEUE_DEAD_INSERT), (self.name, ids))]
+            if moved:
+                tx.execute(s(SQL_DELETE_DEAD_IDS), (encode(moved),))
+        return moved
+
+    def purge_dead(
+        self,
+        job_ids: int | Iterable[int] | None = None,
+        *,
+        all: bool = False,
+        older_than_s: int | None = None,
+    ) -> int:
+        """Delete dead jobs of this queue (one id, several, or
+        ``all=True``), only those that died more than ``older_than_s``
+        seconds ago if given. Returns how many were deleted."""
+        ids = _ids_arg(job_ids, all, "purge_dead")
+        older = None if older_than_s is None else as_int(older_than_s, "older_than_s")
+        if older is not None and older < 0:
+            raise ValueError(f"older_than_s must be >= 0, got {older}")
+        return self.db.execute(self.db.statement(SQL_PURGE_DEAD), (self.name, ids, older)).changes
+
+    def stats(self) -> dict[str, Any]:
+        """Counts of this queue's jobs (one consistent read):
+        ``pending`` (due now), ``scheduled`` (pending, due later),
+        ``processing`` (claimed, including claims that expired and will
+        be reclaimed), ``dead``, and ``oldest_due_age_s``: seconds since
+        the oldest due pending job became due (None when nothing is due)."""
+        db = self.db
+        row = db.fetchone(db.statement(SQL_STATS), (self.name,))
+        assert row is not None  # an aggregate always returns a row
+        pending, scheduled, processing, oldest, dead, now = row
+        return {
+            "pending": pending,
+            "scheduled": scheduled,
+            "processing": processing,
+            "dead": dead,
+            "oldest_due_age_s": None if oldest is None else max(0, now - oldest),
+        }
 
     # -- task decorators (defined once, in tasks.py) --------------------
 

@@ -32,7 +32,9 @@ Decisions
 * ``run(..., standby=True)`` waits for the lock instead of raising
   :class:`LockHeld` (hot standby: takes over when the leader releases it
   or its TTL lapses). ``LOCK_TTL`` and ``HEARTBEAT_INTERVAL`` can be set
-  per instance.
+  per instance. While it waits, the leader renews its lock every
+  ``min(HEARTBEAT_INTERVAL, LOCK_TTL / 3)`` seconds (a renewing tick), so
+  a long wait for a distant schedule never drops leadership.
 * Each fire is logged at DEBUG on the ``alkdev_storage.scheduler`` logger
   (``name``, ``queue``, ``fire_at``, ``job_id``).
 * ``CronSchedule`` validation and ``next_after`` run honker-core's cron
@@ -326,7 +328,9 @@ class Scheduler:
         commit."""
         db = self.db
         ttl = as_int(self.LOCK_TTL, "LOCK_TTL")
-        heartbeat = float(self.HEARTBEAT_INTERVAL)
+        # Renew well within the TTL whatever HEARTBEAT_INTERVAL says, so a
+        # leader waiting for a distant schedule never lets its lock lapse.
+        heartbeat = min(float(self.HEARTBEAT_INTERVAL), ttl / 3.0)
         lock = db.lock(self.lock_name, ttl=ttl)
         while not lock.acquire():
             if not standby:

@@ -25,6 +25,30 @@ Decisions
 * Besides ``async for``: blocking ``for``, ``get(timeout)``, and
   ``subscribe(..., timeout=s)`` to stop after ``s`` idle seconds (a replay
   of the backlog with ``timeout=0`` stops at its end).
+* Offsets given by the caller (``save_offset``, ``reset``, ``read`` and
+  ``subscribe``'s ``from_offset``) must be ints between 0 and the last
+  offset ever assigned in the file (offsets are one sequence shared by
+  every topic): a negative or past-the-end offset is a ``ValueError``,
+  since it would silently skip events published later.
+* ``reset(consumer, offset=0)`` sets a consumer's offset, backwards too
+  (replay); ``delete_consumer(consumer)`` forgets it (the next
+  ``subscribe(consumer)`` starts from the beginning).
+
+Delivery contract
+-----------------
+``subscribe(consumer)`` is **at-least-once**: an event may be delivered
+again after a crash or an exception (everything after the last saved
+offset is replayed), never skipped. For **exactly-once effects**, write
+the effect and the offset in one transaction and turn auto-saving off::
+
+    sub = stream.subscribe("billing", save_every_n=0, save_every_s=0)
+    for event in sub:
+        with db.transaction() as tx:
+            tx.execute("INSERT INTO ledger ...", (...))
+            stream.save_offset("billing", event.offset, tx=tx)
+
+A crash before the commit leaves neither the effect nor the offset, so
+the event is handled again; after the commit it is never handled again.
 """
 
 from __future__ import annotations
@@ -51,6 +75,18 @@ SQL_READ = (
     "WHERE topic = ?1 AND offset > ?2 ORDER BY offset ASC LIMIT ?3"
 )
 SQL_READ_SINCE = "SELECT honker_stream_read_since(?1, ?2, ?3)"
+# The last offset ever assigned (AUTOINCREMENT: never reused, even after
+# events were deleted).
+SQL_LAST_OFFSET = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_honker_stream'), 0), "
+    "coalesce((SELECT max(offset) FROM _honker_stream), 0))"
+)
+SQL_RESET_OFFSET = (
+    "INSERT INTO _honker_stream_consumers (name, topic, offset) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT (name, topic) DO UPDATE SET offset = excluded.offset"
+)
+SQL_DELETE_CONSUMER = "DELETE FROM _honker_stream_consumers WHERE name = ?1 AND topic = ?2"
+SQL_CONSUMERS = "SELECT name, offset FROM _honker_stream_consumers WHERE topic = ?1 ORDER BY name"
 
 
 class Event:
@@ -128,24 +164,66 @@ class Stream:
         rows: list[dict[str, Any]] = decode(row[0]) if row else []
         return rows
 
+    def _check_offset(
+        self, offset: Any, what: str, tx: TransactionContract | None = None
+    ) -> int:
+        """``offset`` validated: an int from 0 to the last offset assigned."""
+        n = as_int(offset, what)
+        if n < 0:
+            raise ValueError(f"{what} must be >= 0, got {n}")
+        if n:
+            row = executor(self.db, tx).fetchone(self.db.statement(SQL_LAST_OFFSET))
+            last = int(row[0]) if row else 0
+            if n > last:
+                raise ValueError(
+                    f"{what}={n} is past the end of the stream (the last offset is {last})"
+                )
+        return n
+
     def _read_rows(self, offset: int, limit: int = _READ_BATCH) -> list[tuple[Any, ...]]:
         return self.db.fetchall(self._s_read, (self.name, offset, limit))
 
     def read(self, from_offset: int = 0, limit: int = _READ_BATCH) -> list[Event]:
         """Events after ``from_offset`` (at most ``limit``), without waiting."""
-        return [
-            _event(r)
-            for r in self._read_rows(as_int(from_offset, "from_offset"), as_int(limit, "limit"))
-        ]
+        lim = as_int(limit, "limit")
+        if lim < 0:
+            raise ValueError(f"limit must be >= 0, got {lim}")
+        return [_event(r) for r in self._read_rows(self._check_offset(from_offset, "from_offset"), lim)]
 
     def save_offset(
         self, consumer: str, offset: int, tx: TransactionContract | None = None
     ) -> None:
-        """Persist a consumer's high-water mark (never rewinds). With ``tx``
-        it commits with the consumer's own writes."""
+        """Persist a consumer's high-water mark: the offset of the last
+        event it handled (never rewinds: use :meth:`reset` for that).
+        ``ValueError`` for a negative or past-the-end offset. With ``tx``
+        it commits with the consumer's own writes: the exactly-once recipe
+        (see the module docstring)."""
         check_name(consumer, "consumer")
-        params = (consumer, self.name, as_int(offset, "offset"))
+        params = (consumer, self.name, self._check_offset(offset, "offset", tx))
         executor(self.db, tx).execute(self._s_save_offset, params)
+
+    def reset(
+        self, consumer: str, offset: int = 0, tx: TransactionContract | None = None
+    ) -> None:
+        """Set ``consumer``'s offset to ``offset``, backwards too (0:
+        replay the whole stream on its next ``subscribe``). A running
+        subscription of that consumer keeps its own position (and saves
+        it again as it goes): reset while it is stopped."""
+        check_name(consumer, "consumer")
+        params = (consumer, self.name, self._check_offset(offset, "offset", tx))
+        executor(self.db, tx).execute(self.db.statement(SQL_RESET_OFFSET), params)
+
+    def delete_consumer(self, consumer: str, tx: TransactionContract | None = None) -> bool:
+        """Forget ``consumer``'s saved offset on this stream; True if it had
+        one."""
+        check_name(consumer, "consumer")
+        stmt = self.db.statement(SQL_DELETE_CONSUMER)
+        return executor(self.db, tx).execute(stmt, (consumer, self.name)).changes > 0
+
+    def consumers(self) -> dict[str, int]:
+        """Every consumer of this stream with its saved offset."""
+        db = self.db
+        return {r[0]: int(r[1]) for r in db.fetchall(db.statement(SQL_CONSUMERS), (self.name,))}
 
     def get_offset(self, consumer: str) -> int:
         """A consumer's saved offset, 0 if unknown."""
@@ -163,14 +241,23 @@ class Stream:
         timeout: float | None = None,
     ) -> StreamSubscription:
         """Events after ``from_offset`` (default: the consumer's saved
-        offset, else 0), then live events as they are committed."""
+        offset, else 0), then live events as they are committed.
+
+        At-least-once: with a ``consumer`` the offset is saved
+        automatically (every ``save_every_n`` events / ``save_every_s``
+        seconds, and on close) only for events already handled, so after
+        a crash the events since the last save are delivered again. Set
+        both to 0 and save with ``save_offset(..., tx=tx)`` in the
+        transaction of the event's effects for exactly-once effects."""
         if consumer is not None:
             check_name(consumer, "consumer")
         if from_offset is None:
-            from_offset = self.get_offset(consumer) if consumer is not None else 0
+            start = self.get_offset(consumer) if consumer is not None else 0
+        else:
+            start = self._check_offset(from_offset, "from_offset")
         return StreamSubscription(
             self,
-            as_int(from_offset, "from_offset"),
+            start,
             consumer=consumer,
             save_every_n=as_int(save_every_n, "save_every_n"),
             save_every_s=float(save_every_s),
@@ -226,7 +313,9 @@ class StreamSubscription(WakeIterator):
     def _save(self, offset: int) -> None:
         if self.consumer is None or offset <= self._saved:
             return
-        self.stream.save_offset(self.consumer, offset)
+        # An offset of an event we read: no need to validate it.
+        st = self.stream
+        st.db.execute(st._s_save_offset, (self.consumer, st.name, offset))
         self._saved = offset
         self._since_save = 0
         self._last_save_at = time.monotonic()

@@ -14,7 +14,9 @@ Decisions
 * Default task name: ``module.qualname`` (as honker, Huey, Celery).
 * ``TaskResult.get(timeout)`` blocks on the update watcher with the GIL
   released (it works inside or outside an event loop); ``aget`` is async.
-  Both raise ``TimeoutError``.
+  Both raise ``TimeoutError`` after their timeout, and
+  :class:`~alkdev_storage.errors.TaskFailed` (with the job's last error)
+  as soon as the job is in the dead table (its retries are used up).
 * The task options are defined once (:class:`TaskOptions`,
   :class:`PeriodicTaskOptions`, defaults in :class:`TaskSpec`);
   ``Queue.task`` / ``Queue.periodic_task`` *are* :func:`task_decorator` /
@@ -49,6 +51,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from alkdev_storage.primitives.policy import JobPolicy
+from alkdev_storage.primitives.validate import as_int, opt_int
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -196,7 +199,9 @@ class TaskResult:
         return self._job_id
 
     def get(self, timeout: float | None = None) -> Any:
-        """Block until the result is saved; ``TimeoutError`` after ``timeout``."""
+        """Block until the result is saved; ``TimeoutError`` after
+        ``timeout``; :class:`~alkdev_storage.errors.TaskFailed` (with the
+        last error) if the job died instead."""
         return self._queue.wait_result_blocking(self._job_id, timeout=timeout)
 
     async def aget(self, timeout: float | None = None) -> Any:
@@ -280,10 +285,10 @@ def task_decorator(
     opts: dict[str, Any] = dict(options)
     _check_options(opts, TaskOptions.__optional_keys__, "task()")
     retries = opts.pop("retries", None)
-    opts["retries"] = queue.max_attempts if retries is None else int(retries)
-    for key in ("retry_delay_s", "priority", "result_ttl_s"):
-        if key in opts:
-            opts[key] = int(opts[key])
+    opts["retries"] = queue.max_attempts if retries is None else as_int(retries, "retries")
+    for key in ("retry_delay_s", "priority", "result_ttl_s", "expires_s"):
+        if opts.get(key) is not None:
+            opts[key] = as_int(opts[key], key)
     if "store_result" in opts:
         opts["store_result"] = bool(opts["store_result"])
 
@@ -311,10 +316,10 @@ def periodic_task_decorator(
     opts: dict[str, Any] = dict(options)
     _check_options(opts, PeriodicTaskOptions.__optional_keys__, "periodic_task()")
     scheduler_name = opts.pop("scheduler_name", None)
-    priority = int(opts.pop("priority", 0))
-    expires_s = opts.pop("expires_s", None)
+    priority = as_int(opts.pop("priority", 0), "priority")
+    expires_s = opt_int(opts.pop("expires_s", None), "expires_s")
     store_result = bool(opts.pop("store_result", False))
-    result_ttl_s = int(opts.pop("result_ttl_s", _DEFAULT_RESULT_TTL_S))
+    result_ttl_s = as_int(opts.pop("result_ttl_s", _DEFAULT_RESULT_TTL_S), "result_ttl_s")
 
     def decorate(fn: Callable[..., Any]) -> TaskWrapper:
         if not callable(fn):

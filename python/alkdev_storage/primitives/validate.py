@@ -5,12 +5,16 @@ Decisions
 * Names (queues, streams, channels, consumers, workers, locks, schedules)
   must be non-empty ``str``: ``TypeError`` for other types, ``ValueError``
   for the empty string (docs/0006-payloads-and-names.md).
-* Numbers are converted with ``int(value)``, as the honker binding does,
-  with errors that name the argument.
+* Whole-number arguments (delays, priorities, ids, TTLs, timeouts in
+  whole seconds, counts) must be integers: ``int`` or anything with
+  ``__index__`` (numpy integers), never ``bool``. Anything else, floats
+  included, is a ``TypeError`` naming the argument: ``delay=1.5`` is
+  refused rather than truncated to 1 (docs/0013-honker-parity.md).
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from alkdev_storage.errors import InterfaceError
@@ -28,13 +32,14 @@ def check_name(value: Any, what: str) -> str:
 
 
 def as_int(value: Any, what: str) -> int:
-    """``int(value)`` (as the honker binding does) with errors naming ``what``."""
-    try:
-        return int(value)
-    except TypeError:
-        raise TypeError(f"{what} must be a number, not {type(value).__name__}") from None
-    except (ValueError, OverflowError):
-        raise ValueError(f"{what} must be a whole number, got {value!r}") from None
+    """``value`` as an ``int``: an int or an integer type with
+    ``__index__`` (never a bool, a float or a str); ``TypeError`` naming
+    ``what`` otherwise."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__} ({value!r})")
+    return operator.index(value)
 
 
 def opt_int(value: Any, what: str) -> int | None:
