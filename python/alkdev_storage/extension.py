@@ -82,8 +82,7 @@ def load_extension(conn: Any, path: str | os.PathLike[str] | None = None) -> str
     if not info["available"]:
         raise ExtensionNotAvailable(
             "honker's SQLite extension was not found (build it with "
-            f"scripts/build_honker_ext.sh or set {_ENV}); looked at: "
-            + ", ".join(info["searched"])
+            f"scripts/build_honker_ext.sh or set {_ENV}); looked at: " + ", ".join(info["searched"])
         )
     enable = getattr(conn, "enable_load_extension", None)
     if enable is None:

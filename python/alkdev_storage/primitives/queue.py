@@ -59,7 +59,7 @@ from alkdev_storage.primitives import _sql
 from alkdev_storage.primitives.contract import executor
 from alkdev_storage.primitives.payload import decode, encode
 from alkdev_storage.primitives.tasks import periodic_task_decorator, task_decorator
-from alkdev_storage.primitives.validate import as_int, check_name
+from alkdev_storage.primitives.validate import I64_MAX, I64_MIN, as_int, check_name
 from alkdev_storage.primitives.wake import NOTHING, WakeIterator
 
 if TYPE_CHECKING:
@@ -68,9 +68,6 @@ if TYPE_CHECKING:
     from alkdev_storage.primitives.contract import DatabaseContract, TransactionContract
 
 __all__ = ["ClaimIterator", "Job", "Queue"]
-
-_I64_MIN = -(2**63)
-_I64_MAX = 2**63 - 1
 
 _UNSET: Any = object()
 
@@ -142,7 +139,8 @@ def _ids_arg(job_ids: int | Iterable[int] | None, all_: bool, what: str) -> str 
     if job_ids is None:
         raise ValueError(f"{what}: pass job ids or all=True")
     if isinstance(job_ids, (str, bytes)):
-        raise TypeError(f"job_ids must be an int or an iterable of ints, not {type(job_ids).__name__}")
+        kind = type(job_ids).__name__
+        raise TypeError(f"job_ids must be an int or an iterable of ints, not {kind}")
     if isinstance(job_ids, int) or hasattr(type(job_ids), "__index__"):
         return encode([as_int(job_ids, "job_id")])
     return encode([as_int(i, "job id") for i in job_ids])
@@ -241,12 +239,6 @@ def _first(row: tuple[Any, ...] | None) -> Any:
     return row[0] if row else None
 
 
-def _check_i64(value: int, what: str) -> int:
-    if not _I64_MIN <= value <= _I64_MAX:
-        raise ValueError(f"{what} must fit in a signed 64-bit integer, got {value}")
-    return value
-
-
 class Queue:
     """A named work queue (``db.queue(name)``; see the module docstring)."""
 
@@ -315,8 +307,8 @@ class Queue:
             None if run_at is None else as_int(run_at, "run_at"),
             None if delay is None else as_int(delay, "delay"),
             priority
-            if type(priority) is int and _I64_MIN <= priority <= _I64_MAX
-            else _check_i64(as_int(priority, "priority"), "priority"),
+            if type(priority) is int and I64_MIN <= priority <= I64_MAX
+            else as_int(priority, "priority"),
             self.max_attempts,
             None if expires is None else as_int(expires, "expires"),
         )
@@ -390,7 +382,7 @@ class Queue:
         ends the iteration after that many seconds without a job."""
         check_name(worker_id, "worker_id")
         if self.db.closed:
-            raise InterfaceError("the database is closed")
+            raise InterfaceError("Database is closed")  # as claim_one()
         return ClaimIterator(self, worker_id, idle_poll_s, batch_size, timeout)
 
     def ack(self, job_id: int, worker_id: str, *, tx: TransactionContract | None = None) -> bool:

@@ -21,7 +21,9 @@ Decisions
   ``save_every_n`` events or ``save_every_s`` seconds (also while idle),
   and when the subscription is closed. Closing because of an exception
   (``with`` / ``async with`` block) saves only up to the event *before* the
-  one being handled, so that one is redelivered.
+  one being handled, so that one is redelivered. ``save_every_n=0`` and
+  ``save_every_s=0`` turn automatic saving off entirely (on close and when
+  idle too): the consumer saves with ``save_offset`` itself.
 * Besides ``async for``: blocking ``for``, ``get(timeout)``, and
   ``subscribe(..., timeout=s)`` to stop after ``s`` idle seconds (a replay
   of the backlog with ``timeout=0`` stops at its end).
@@ -188,7 +190,8 @@ class Stream:
         lim = as_int(limit, "limit")
         if lim < 0:
             raise ValueError(f"limit must be >= 0, got {lim}")
-        return [_event(r) for r in self._read_rows(self._check_offset(from_offset, "from_offset"), lim)]
+        start = self._check_offset(from_offset, "from_offset")
+        return [_event(r) for r in self._read_rows(start, lim)]
 
     def save_offset(
         self, consumer: str, offset: int, tx: TransactionContract | None = None
@@ -367,13 +370,13 @@ class StreamSubscription(WakeIterator):
 
     def _next_blocking(self, timeout: float | None) -> Any:
         item = super()._next_blocking(timeout)
-        if item is IDLE and self.consumer is not None:
+        if item is IDLE and self._autosave:
             self._save(self.offset)  # the caller asked for more: all handled
         return item
 
     async def _next_async(self, timeout: float | None) -> Any:
         item = await super()._next_async(timeout)
-        if item is IDLE and self.consumer is not None:
+        if item is IDLE and self._autosave:
             self._save(self.offset)
         return item
 
@@ -383,7 +386,7 @@ class StreamSubscription(WakeIterator):
         return None
 
     def _on_close(self, exc: BaseException | None) -> None:
-        if self.consumer is None or self._db.closed:
+        if not self._autosave or self._db.closed:
             return
         self._save(self.offset if exc is None else self._prev_offset())
 

@@ -9,7 +9,9 @@ Decisions
   whole seconds, counts) must be integers: ``int`` or anything with
   ``__index__`` (numpy integers), never ``bool``. Anything else, floats
   included, is a ``TypeError`` naming the argument: ``delay=1.5`` is
-  refused rather than truncated to 1 (docs/0013-honker-parity.md).
+  refused rather than truncated to 1 (docs/0013-honker-parity.md). A
+  value outside SQLite's signed 64-bit range is a ``ValueError`` naming
+  the argument (not a bind error naming a parameter number).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from typing import Any
 
 from alkdev_storage.errors import InterfaceError
 
-__all__ = ["as_int", "check_name", "is_closed_error", "opt_int"]
+__all__ = ["I64_MAX", "I64_MIN", "as_int", "check_name", "is_closed_error", "opt_int"]
+
+I64_MIN = -(2**63)
+I64_MAX = 2**63 - 1
 
 
 def check_name(value: Any, what: str) -> str:
@@ -35,11 +40,14 @@ def as_int(value: Any, what: str) -> int:
     """``value`` as an ``int``: an int or an integer type with
     ``__index__`` (never a bool, a float or a str); ``TypeError`` naming
     ``what`` otherwise."""
-    if type(value) is int:
+    if type(value) is int and I64_MIN <= value <= I64_MAX:
         return value
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         raise TypeError(f"{what} must be an int, not {type(value).__name__} ({value!r})")
-    return operator.index(value)
+    n = operator.index(value)
+    if not I64_MIN <= n <= I64_MAX:
+        raise ValueError(f"{what} must fit in a signed 64-bit integer, got {n}")
+    return n
 
 
 def opt_int(value: Any, what: str) -> int | None:
