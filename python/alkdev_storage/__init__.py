@@ -17,7 +17,6 @@ from alkdev_storage._native import (
 )
 from alkdev_storage.database import Database, open
 from alkdev_storage.errors import *  # noqa: F403  (the one list: errors.__all__)
-from alkdev_storage.extension import extension_info, load_extension
 from alkdev_storage.primitives import (
     CronSchedule,
     Event,
@@ -31,6 +30,8 @@ from alkdev_storage.primitives import (
     TaskResult,
     crontab,
     every_s,
+    extension_info,
+    load_extension,
     registry,
     run_workers,
 )

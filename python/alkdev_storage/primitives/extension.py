@@ -46,7 +46,7 @@ def _candidates(path: str | os.PathLike[str] | None) -> list[Path]:
     env = os.environ.get(_ENV)
     if env:
         return [Path(env)]
-    roots = [Path(__file__).resolve().parents[2], Path.cwd()]
+    roots = [Path(__file__).resolve().parents[3], Path.cwd()]
     out: list[Path] = []
     for root in roots:
         for name in _FILES:
