@@ -109,3 +109,20 @@ def test_claim_on_a_closed_database_raises_like_claim_one(db_path) -> None:  # t
     with pytest.raises(InterfaceError) as it:
         q.claim("w")
     assert str(one.value) == str(it.value)
+
+
+def test_wait_durations_are_numbers_of_seconds(db) -> None:  # type: ignore[no-untyped-def]
+    q = db.queue("durations")
+    s = db.stream("durations")
+    with pytest.raises(TypeError, match="idle_poll_s"):
+        q.claim("w", idle_poll_s="5")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="timeout"):
+        q.claim("w", timeout=True)
+    with pytest.raises(ValueError, match="timeout"):
+        q.claim("w", timeout=-1)
+    with pytest.raises(ValueError, match="timeout"):
+        q.wait_result_blocking(1, timeout=float("nan"))
+    with pytest.raises(TypeError, match="save_every_s"):
+        s.subscribe("c", save_every_s="1")  # type: ignore[arg-type]
+    # floats are fine for waits: they are durations, not stored values
+    assert list(q.claim("w", idle_poll_s=0.05, timeout=0.1)) == []

@@ -108,8 +108,11 @@ class DatabaseContract(TransactionContract, Protocol):
         """The Database's asyncio wake bridge (one per Database)."""
         ...
 
-    def queue(self, name: str, visibility_timeout_s: int = 300, max_attempts: int = 3) -> Queue:
-        """The queue ``name`` (cached per name)."""
+    def queue(
+        self, name: str, visibility_timeout_s: int | None = None, max_attempts: int | None = None
+    ) -> Queue:
+        """The queue ``name`` (cached per name; None: the default, or the
+        cached queue's value; a conflicting value is a ``ValueError``)."""
         ...
 
     def lock(self, name: str, ttl: int = 60, owner: str | None = None) -> Lock:

@@ -59,7 +59,14 @@ from alkdev_storage.primitives import _sql
 from alkdev_storage.primitives.contract import executor
 from alkdev_storage.primitives.payload import decode, encode
 from alkdev_storage.primitives.tasks import periodic_task_decorator, task_decorator
-from alkdev_storage.primitives.validate import I64_MAX, I64_MIN, as_int, check_name
+from alkdev_storage.primitives.validate import (
+    I64_MAX,
+    I64_MIN,
+    as_int,
+    as_seconds,
+    check_name,
+    opt_seconds,
+)
 from alkdev_storage.primitives.wake import NOTHING, WakeIterator
 
 if TYPE_CHECKING:
@@ -383,7 +390,9 @@ class Queue:
         check_name(worker_id, "worker_id")
         if self.db.closed:
             raise InterfaceError("Database is closed")  # as claim_one()
-        return ClaimIterator(self, worker_id, idle_poll_s, batch_size, timeout)
+        return ClaimIterator(
+            self, worker_id, idle_poll_s, batch_size, opt_seconds(timeout, "timeout")
+        )
 
     def ack(self, job_id: int, worker_id: str, *, tx: TransactionContract | None = None) -> bool:
         """Delete the job if ``worker_id``'s claim is still valid (True)."""
@@ -512,7 +521,7 @@ class Queue:
         Raises ``TimeoutError`` (``asyncio.TimeoutError``) after ``timeout``,
         :class:`~alkdev_storage.errors.TaskFailed` (with the job's last error)
         once the job is in the dead table: it will never produce a result."""
-        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        deadline = None if timeout is None else time.monotonic() + as_seconds(timeout, "timeout")
         hub = self.db.wake_hub()
         while True:
             token = hub.token()
@@ -532,7 +541,7 @@ class Queue:
 
     def wait_result_blocking(self, job_id: int, timeout: float | None = None) -> Any:
         """Blocking :meth:`wait_result` (GIL released while waiting)."""
-        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        deadline = None if timeout is None else time.monotonic() + as_seconds(timeout, "timeout")
         sub = self.db.subscribe_updates()
         try:
             while True:
@@ -648,7 +657,7 @@ class ClaimIterator(WakeIterator):
         super().__init__(queue.db, timeout)
         self.queue = queue
         self.worker_id = worker_id
-        self.idle_poll_s = None if idle_poll_s is None else float(idle_poll_s)
+        self.idle_poll_s = opt_seconds(idle_poll_s, "idle_poll_s")
         self._max = batch_size
         self._want = 1
         self._buf: deque[Job] = deque()

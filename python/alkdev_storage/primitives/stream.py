@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 from alkdev_storage.primitives import _sql
 from alkdev_storage.primitives.contract import executor
 from alkdev_storage.primitives.payload import decode, encode
-from alkdev_storage.primitives.validate import as_int, check_name
+from alkdev_storage.primitives.validate import as_int, as_seconds, check_name, opt_seconds
 from alkdev_storage.primitives.wake import IDLE, NOTHING, WakeIterator
 
 if TYPE_CHECKING:
@@ -263,8 +263,8 @@ class Stream:
             start,
             consumer=consumer,
             save_every_n=as_int(save_every_n, "save_every_n"),
-            save_every_s=float(save_every_s),
-            timeout=timeout,
+            save_every_s=as_seconds(save_every_s, "save_every_s"),
+            timeout=opt_seconds(timeout, "timeout"),
         )
 
 

@@ -12,6 +12,8 @@ Decisions
   refused rather than truncated to 1 (docs/0013-honker-parity.md). A
   value outside SQLite's signed 64-bit range is a ``ValueError`` naming
   the argument (not a bind error naming a parameter number).
+* Durations to wait (``timeout``, ``idle_poll_s``, ``save_every_s``) are
+  ints or floats, never bools or strings, never negative or NaN.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from typing import Any
 
 from alkdev_storage.errors import InterfaceError
 
-__all__ = ["I64_MAX", "I64_MIN", "as_int", "check_name", "is_closed_error", "opt_int"]
+__all__ = [
+    "I64_MAX",
+    "I64_MIN",
+    "as_int",
+    "as_seconds",
+    "check_name",
+    "is_closed_error",
+    "opt_int",
+    "opt_seconds",
+]
 
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
@@ -48,6 +59,22 @@ def as_int(value: Any, what: str) -> int:
     if not I64_MIN <= n <= I64_MAX:
         raise ValueError(f"{what} must fit in a signed 64-bit integer, got {n}")
     return n
+
+
+def as_seconds(value: Any, what: str) -> float:
+    """A duration to wait (``timeout``, ``idle_poll_s``, ...): an int or a
+    float, not a bool, not NaN, not negative; errors name ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    f = float(value)
+    if not f >= 0:  # also NaN
+        raise ValueError(f"{what} must be >= 0 seconds, got {value!r}")
+    return f
+
+
+def opt_seconds(value: Any, what: str) -> float | None:
+    """:func:`as_seconds`, or None for None."""
+    return None if value is None else as_seconds(value, what)
 
 
 def opt_int(value: Any, what: str) -> int | None:
