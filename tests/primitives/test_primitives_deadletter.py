@@ -4,10 +4,13 @@ and result waiters on a dead task raising TaskFailed."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import itertools
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from parity_helpers import file_oracle
 
 import alkdev_storage
 from alkdev_storage.errors import TaskFailed
@@ -35,12 +38,8 @@ def test_dead_lists_decoded_jobs_with_paging(db, db_path) -> None:  # type: igno
     assert {"priority", "run_at", "created_at", "died_at"} <= set(first)
     assert [d["id"] for d in q.dead(limit=2, offset=1)] == sorted(ids)[1:3]
     assert q.dead(limit=0) == []
-    # Oracle: stdlib sqlite3 sees the same rows.
-    raw = sqlite3.connect(db_path)
-    try:
-        rows = raw.execute("SELECT id FROM _honker_dead WHERE queue = 'dl' ORDER BY id").fetchall()
-    finally:
-        raw.close()
+    # Oracle: stdlib sqlite3 (another process) sees the same rows.
+    rows = file_oracle(db_path, "SELECT id FROM _honker_dead WHERE queue = 'dl' ORDER BY id")
     assert [r[0] for r in rows] == [d["id"] for d in dead]
     with pytest.raises(ValueError, match="limit"):
         q.dead(limit=-1)
@@ -170,3 +169,76 @@ def test_task_result_get_raises_when_the_task_dies_meanwhile(db) -> None:  # typ
     with pytest.raises(TaskFailed, match="RuntimeError"):
         res.get(timeout=5)
     alkdev_storage.registry().unregister("parity.always_fails")
+
+
+_EXAMPLE = itertools.count()
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.just(("enqueue",)),
+            st.just(("kill",)),
+            st.tuples(st.just("requeue"), st.lists(st.integers(0, 7), max_size=3)),
+            st.tuples(st.just("purge"), st.lists(st.integers(0, 7), max_size=3)),
+            st.just(("requeue_all",)),
+            st.just(("purge_all",)),
+        ),
+        max_size=15,
+    )
+)
+def test_dead_letter_ops_match_a_model(db, db_path, ops) -> None:  # type: ignore[no-untyped-def]
+    name = f"model-{next(_EXAMPLE)}"  # a fresh queue per example
+    q = db.queue(name)
+    live: set[int] = set()
+    dead: set[int] = set()
+    known: list[int] = []
+
+    def pick(idx: list[int]) -> list[int]:
+        return [known[i % len(known)] for i in idx] if known else [10**9]
+
+    for op in ops:
+        if op[0] == "enqueue":
+            jid = q.enqueue("p")
+            live.add(jid)
+            known.append(jid)
+        elif op[0] == "kill":
+            job = q.claim_one("w")
+            if job is None:
+                assert not live
+                continue
+            assert job.fail("e")
+            live.discard(job.id)
+            dead.add(job.id)
+        elif op[0] == "requeue":
+            ids = pick(op[1])
+            assert sorted(q.requeue_dead(ids)) == sorted(set(ids) & dead)
+            live |= set(ids) & dead
+            dead -= set(ids)
+        elif op[0] == "purge":
+            ids = pick(op[1])
+            assert q.purge_dead(ids) == len(set(ids) & dead)
+            dead -= set(ids)
+        elif op[0] == "requeue_all":
+            assert sorted(q.requeue_dead(all=True)) == sorted(dead)
+            live |= dead
+            dead = set()
+        else:
+            assert q.purge_dead(all=True) == len(dead)
+            dead = set()
+        stats = q.stats()
+        assert stats["dead"] == len(dead)
+        assert stats["pending"] + stats["processing"] == len(live)
+    assert {d["id"] for d in q.dead(limit=1000)} == dead
+    got_live = {r[0] for r in db.fetchall("SELECT id FROM _honker_live WHERE queue = ?", (name,))}
+    got_dead = {r[0] for r in db.fetchall("SELECT id FROM _honker_dead WHERE queue = ?", (name,))}
+    attempts = {
+        r[0] for r in db.fetchall("SELECT attempts FROM _honker_live WHERE queue = ?", (name,))
+    }
+    assert (got_live, got_dead) == (live, dead)
+    assert attempts <= {0}  # never-claimed and requeued jobs start from 0

@@ -3,13 +3,13 @@ nothing written (issue 8, item 7)."""
 
 from __future__ import annotations
 
-import sqlite3
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from parity_helpers import file_oracle
 
 import alkdev_storage
 from alkdev_storage.errors import InterfaceError
@@ -24,15 +24,11 @@ NOT_INTS = st.one_of(
 
 
 def _live(db_path: Any) -> int:
-    raw = sqlite3.connect(db_path)
-    try:
-        return int(raw.execute("SELECT COUNT(*) FROM _honker_live").fetchone()[0])
-    finally:
-        raw.close()
+    return int(file_oracle(db_path, "SELECT COUNT(*) FROM _honker_live")[0][0])
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     bad=NOT_INTS,

@@ -3,9 +3,8 @@ contract and the exactly-once ``save_offset(..., tx=tx)`` recipe."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
+from parity_helpers import file_oracle
 
 
 def test_offsets_out_of_range_are_refused(db) -> None:  # type: ignore[no-untyped-def]
@@ -58,11 +57,7 @@ def test_reset_rewinds_and_delete_consumer_forgets(db, db_path) -> None:  # type
         s.reset("c", offs[-1] + 1)
     assert s.delete_consumer("c") is True and s.delete_consumer("c") is False
     assert s.consumers() == {}
-    raw = sqlite3.connect(db_path)  # oracle
-    try:
-        assert raw.execute("SELECT COUNT(*) FROM _honker_stream_consumers").fetchone()[0] == 0
-    finally:
-        raw.close()
+    assert file_oracle(db_path, "SELECT COUNT(*) FROM _honker_stream_consumers") == [(0,)]
 
 
 def test_exactly_once_recipe_offset_commits_with_the_effect(db) -> None:  # type: ignore[no-untyped-def]
