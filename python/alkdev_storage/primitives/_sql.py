@@ -17,7 +17,9 @@ consumer offsets) run these statements instead, prepared once per
 connection (``db.notify``'s insert is ``notify.SQL_NOTIFY``, same idea).
 Each reproduces the corresponding honker-core function step by step: the
 same rows selected, the same columns written, the same order of
-statements, in one transaction.
+statements, in one transaction. One exception, same rows: the dead-letter
+step before a claim is written so that SQLite finds the exhausted rows
+through our partial indexes instead of walking every due row (docs/0010).
 ``tests/primitives/test_primitives_equivalence.py`` runs both on identical
 randomized states (hypothesis) and compares results and table contents.
 Everything else (scheduler, locks, rate limits, results, cancel, get_job,
