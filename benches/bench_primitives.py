@@ -23,6 +23,10 @@ backlog; claim_batch + ack_batch at 8/32/128 (ns per job, backlog 8 x n);
 stream publish 1 per transaction; stream replay (ns per event, blocking and
 async); and notify -> listener wake latency across processes (p50/p99 over
 >= 500 samples, for a blocking and an asyncio listener in another process).
+The backlog table (docs/0010): enqueue + claim_one + ack at 0 / 1k / 10k /
+100k due jobs (100k skipped with --quick), ours vs stdlib sqlite3 running
+the previous claim SQL vs honker's extension (apsw, when available), and
+the claim() iterator's cost per job.
 
 Targets (2 cores): enqueue 1/tx <= 1.5x the floor; claim+ack <= 3x the
 floor; replay <= 1.5x the raw scan per row; cross-process wake p50 <= 2 ms,
