@@ -23,6 +23,10 @@ backlog; claim_batch + ack_batch at 8/32/128 (ns per job, backlog 8 x n);
 stream publish 1 per transaction; stream replay (ns per event, blocking and
 async); and notify -> listener wake latency across processes (p50/p99 over
 >= 500 samples, for a blocking and an asyncio listener in another process).
+The backlog table (docs/0010): enqueue + claim_one + ack at 0 / 1k / 10k /
+100k due jobs (100k skipped with --quick), ours vs stdlib sqlite3 running
+the previous claim SQL vs honker's extension (apsw, when available), and
+the claim() iterator's cost per job.
 
 Targets (2 cores): enqueue 1/tx <= 1.5x the floor; claim+ack <= 3x the
 floor; replay <= 1.5x the raw scan per row; cross-process wake p50 <= 2 ms,
@@ -292,6 +296,184 @@ class Bench:
         self.db.close()
 
 
+# ---------------------------------------------------------------- backlog
+#
+# One enqueue + claim_one + ack by due backlog of the queue (docs/0010):
+# 0 / 1k / 10k / 100k due jobs (100k skipped with --quick), the backlog
+# written with one executemany. Side by side: stdlib sqlite3 running the
+# previous claim SQL (honker-core's dead-letter sweep, which walks every
+# due row; the same statements our package ran before docs/0010), and,
+# when apsw and honker's extension are at hand, honker's own functions.
+# Then claim() iterator throughput: what spending the attempt on hand-out
+# (one short write per buffered job) costs against the transactions the
+# previous iterator ran (claim_batch(32) + one ack per job).
+
+PREVIOUS_DEAD_LETTER = (
+    "DELETE FROM _honker_live WHERE queue = ?1 AND attempts >= max_attempts "
+    "AND (expires_at IS NULL OR expires_at > unixepoch()) "
+    "AND ((state = 'pending' AND run_at <= unixepoch()) "
+    "OR (state = 'processing' AND claim_expires_at < unixepoch())) "
+    "RETURNING id, queue, payload, priority, run_at, max_attempts, attempts, created_at"
+)
+BACKLOG_INSERT = (
+    "INSERT INTO _honker_live (queue, payload, run_at) VALUES (?, ?, unixepoch() - 100)"
+)
+
+
+def _honker_ext_conn(path: str) -> Any:
+    """apsw connection with honker's extension, or None."""
+    try:
+        import apsw  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return None
+    ext = os.environ.get("HONKER_EXT_PATH") or os.path.join(
+        os.path.dirname(__file__), "..", "target", "honker-ext", "release", "libhonker_ext.so"
+    )
+    if not os.path.isfile(ext):
+        return None
+    conn = apsw.Connection(path)
+    conn.enable_load_extension(True)
+    conn.load_extension(ext, "sqlite3_honkerext_init")
+    for p in PRAGMAS:  # the same PRAGMAs as the stdlib side
+        conn.execute(p)
+    return conn
+
+
+def backlog_table(tmp: str, quick: bool) -> dict[str, Any]:
+    depths = [0, 1_000, 10_000] if quick else [0, 1_000, 10_000, 100_000]
+    ops = 40 if quick else 150
+    repeats = 3 if quick else 5
+    path = os.path.join(tmp, "backlog.db")
+    db = alkdev_storage.open(path)
+    raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for p in PRAGMAS:
+        raw.execute(p)
+    ext = _honker_ext_conn(path)
+    sides: dict[str, Callable[[str], None]] = {}
+
+    def ours(queue: str) -> None:
+        q = db.queue(queue)
+        enqueue, claim_one = q.enqueue, q.claim_one
+        for i in range(ops):
+            enqueue(i)
+            claim_one("w").ack()  # type: ignore[union-attr]
+
+    def previous(queue: str) -> None:
+        execute = raw.execute
+        claim = _sql.claim_sql(1)
+        for i in range(ops):
+            execute("BEGIN IMMEDIATE")
+            execute(_sql.ENQUEUE, (queue, str(i), None, None, 0, 3, None)).fetchone()
+            execute("COMMIT")
+            execute("BEGIN IMMEDIATE")
+            for r in execute(PREVIOUS_DEAD_LETTER, (queue,)).fetchall():
+                execute(_sql.INSERT_DEAD, (*r, "max attempts exceeded"))
+            job_id = execute(claim, (queue, "w", 1, 300)).fetchone()[0]
+            execute("COMMIT")
+            execute("BEGIN IMMEDIATE")
+            execute(_sql.ACK, (job_id, "w"))
+            execute("COMMIT")
+
+    sides["ours"] = ours
+    sides["previous_sql_stdlib"] = previous
+    if ext is not None:
+
+        def honker_ext(queue: str) -> None:
+            for i in range(ops):
+                with ext:
+                    ext.execute(
+                        "SELECT honker_enqueue(?, ?, NULL, NULL, 0, 3, NULL)", (queue, str(i))
+                    ).fetchall()
+                with ext:
+                    raw_jobs = ext.execute(
+                        "SELECT honker_claim_batch(?, 'w', 1, 300)", (queue,)
+                    ).fetchone()[0]
+                job_id = json.loads(raw_jobs)[0]["id"]
+                with ext:
+                    ext.execute("SELECT honker_ack(?, 'w')", (job_id,)).fetchall()
+
+        sides["honker_extension_apsw"] = honker_ext
+    samples: dict[str, dict[int, list[float]]] = {s: {d: [] for d in depths} for s in sides}
+    for side in sides:
+        for d in depths:
+            with db.transaction() as tx:
+                tx.executemany(BACKLOG_INSERT, [(f"{side}-{d}", str(i)) for i in range(d)])
+    for rep in range(repeats + 1):  # the first round warms up
+        for side, fn in sides.items():
+            for d in depths:
+                t0 = time.perf_counter_ns()
+                fn(f"{side}-{d}")
+                if rep:
+                    samples[side][d].append((time.perf_counter_ns() - t0) / ops)
+    out: dict[str, Any] = {"depths": depths, "ops": ops, "repeats": repeats, "sides": {}}
+    for side, by_depth in samples.items():
+        med = {d: statistics.median(v) for d, v in by_depth.items()}
+        out["sides"][side] = {
+            str(d): {"median_ns": med[d], "growth": med[d] / med[0]} for d in depths
+        }
+    out["target_growth"] = 1.5
+    out["claim_iterator"] = _claim_iterator_cost(db, quick)
+    raw.close()
+    if ext is not None:
+        ext.close()
+    db.close()
+    return out
+
+
+def _claim_iterator_cost(db: Any, quick: bool) -> dict[str, float]:
+    """ns per job: claim() iterator + ack per job (attempt spent on
+    hand-out) vs claim_batch(32) + ack per job (the previous iterator's
+    transactions) vs claim_one + ack, over a 1,000-job backlog."""
+    n = 300 if quick else 1_000
+    repeats = 3 if quick else 5
+    q = db.queue("iter")
+    res: dict[str, list[float]] = {"claim_iter_32": [], "claim_batch_32_ack_1": [], "claim_one": []}
+
+    def seed() -> None:
+        with db.transaction() as tx:
+            tx.executemany(BACKLOG_INSERT, [("iter", str(i)) for i in range(n)])
+
+    for _ in range(repeats):
+        seed()
+        t0 = time.perf_counter_ns()
+        for job in q.claim("w", batch_size=32, timeout=0):
+            job.ack()
+        res["claim_iter_32"].append((time.perf_counter_ns() - t0) / n)
+        seed()
+        t0 = time.perf_counter_ns()
+        while jobs := q.claim_batch("w", 32):
+            for job in jobs:
+                job.ack()
+        res["claim_batch_32_ack_1"].append((time.perf_counter_ns() - t0) / n)
+        seed()
+        t0 = time.perf_counter_ns()
+        while job := q.claim_one("w"):
+            job.ack()
+        res["claim_one"].append((time.perf_counter_ns() - t0) / n)
+    return {k: statistics.median(v) for k, v in res.items()}
+
+
+def report_backlog(b: dict[str, Any]) -> list[str]:
+    lines = [
+        "enqueue + claim_one + ack by due backlog (median ns/op; growth vs the empty queue, "
+        f"target <= {b['target_growth']:g}x for ours):",
+        f"  {'side':<24}" + "".join(f"{d:>18}" for d in b["depths"]),
+    ]
+    for side, by_depth in b["sides"].items():
+        cells = "".join(
+            f"{by_depth[str(d)]['median_ns']:>10.0f} {by_depth[str(d)]['growth']:>5.1f}x "
+            for d in b["depths"]
+        )
+        lines.append(f"  {side:<24}{cells}")
+    it = b["claim_iterator"]
+    lines.append(
+        "claim() throughput, ns per job with an ack each: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in it.items())
+        + f" (iterator / claim_batch(32): {it['claim_iter_32'] / it['claim_batch_32_ack_1']:.2f}x)"
+    )
+    return lines
+
+
 # ---------------------------------------------------------------- wake latency
 
 
@@ -410,6 +592,7 @@ def run(quick: bool) -> dict[str, Any]:
         r["met"] = r["p50_ms"] <= WAKE_P50_MS and r["p99_ms"] <= WAKE_P99_MS
         wake[mode] = r
     result["wake_latency"] = wake
+    result["backlog"] = backlog_table(tmp, quick)
     result["versions"] = {
         "alkdev_sqlite": alkdev_storage.sqlite_version(),
         "stdlib_sqlite": sqlite3.sqlite_version,
@@ -445,6 +628,7 @@ def report(result: dict[str, Any]) -> str:
             f"p99 {r['p99_ms']:.3f}  max {r['max_ms']:.3f}   target p50<={WAKE_P50_MS:g} "
             f"p99<={WAKE_P99_MS:g} " + ("ok" if r["met"] else "MISSED")
         )
+    lines += report_backlog(result["backlog"])
     v = result["versions"]
     lines.append(
         f"SQLite: alkdev {v['alkdev_sqlite']}, stdlib {v['stdlib_sqlite']}; "

@@ -60,7 +60,7 @@ from alkdev_storage.primitives.lock import Lock
 from alkdev_storage.primitives.notify import SQL_NOTIFY, Listener, UpdateEvents
 from alkdev_storage.primitives.outbox import Outbox
 from alkdev_storage.primitives.payload import encode
-from alkdev_storage.primitives.queue import Queue
+from alkdev_storage.primitives.queue import CLAIM_INDEXES, Queue
 from alkdev_storage.primitives.scheduler import Scheduler
 from alkdev_storage.primitives.stream import Stream
 from alkdev_storage.primitives.validate import as_int, check_name
@@ -195,6 +195,7 @@ class Database(_native.Database):
                 tx.bootstrap_honker_schema()
                 _migrate_legacy(tx)
                 tx.execute(_JOBS_VIEW)
+                tx.executescript(CLAIM_INDEXES)  # claims in O(log n), docs/0010
         except BaseException:
             _native.Database.close(self)
             raise

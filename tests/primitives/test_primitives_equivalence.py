@@ -363,3 +363,137 @@ def test_stream_and_notify_match_honker_functions(mdb, events, offsets, op) -> N
             return tx.fetchone("SELECT notify(?, ?)", (channel, str(p)))[0]
 
     _both(mdb, setup, ours, theirs)
+
+
+# -- claims over deep backlogs with exhausted rows (docs/0010) -------------
+
+
+@st.composite
+def deep_state(draw: Any) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+    """A due backlog of ``depth`` plain pending rows, and a few rows that
+    have used up their attempts (or are on their last one), each placed at
+    a random depth of the claim order (by ``run_at``)."""
+    depth = draw(st.sampled_from([0, 1, 7, 60, 400]))
+    special = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, max(depth, 1)),
+                st.fixed_dictionaries(
+                    {
+                        "state": st.sampled_from(["pending", "processing"]),
+                        "claim_expires_at": st.sampled_from([-100, -1, 0, 1, 100]),
+                        "attempts": st.integers(1, 4),
+                        "max_attempts": st.integers(1, 3),
+                        "expires_at": st.sampled_from([None, None, -5, 5]),
+                        "future": st.booleans(),
+                    }
+                ),
+            ),
+            max_size=8,
+        )
+    )
+    return depth, special
+
+
+def _insert_deep(tx: Any, now: int, depth: int, special: list[tuple[int, dict[str, Any]]]) -> None:
+    rows = [
+        ("a", f'"{i}"', "pending", 0, now - 10_000 + i, None, None, 0, 3, now, None)
+        for i in range(depth)
+    ]
+    for pos, r in special:
+        proc = r["state"] == "processing"
+        run_at = now + 50 if r["future"] and not proc else now - 10_000 + pos
+        rows.append(
+            (
+                "a",
+                '"x"',
+                r["state"],
+                0,
+                run_at,
+                "w2" if proc else None,
+                now + r["claim_expires_at"] if proc else None,
+                r["attempts"],
+                r["max_attempts"],
+                now,
+                None if r["expires_at"] is None else now + r["expires_at"],
+            )
+        )
+    rows.append(("b", '"other"', "pending", 0, now - 5, None, None, 3, 3, now, None))
+    tx.executemany(
+        "INSERT INTO _honker_live (queue, payload, state, priority, run_at, worker_id, "
+        "claim_expires_at, attempts, max_attempts, created_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def _theirs_claim(tx: Any, name: str, worker: str, n: int, vt: int) -> list[tuple[Any, ...]]:
+    raw = tx.fetchone("SELECT honker_claim_batch(?, ?, ?, ?)", (name, worker, n, vt))[0]
+    return [
+        (r["id"], r["queue"], r["payload"], r["worker_id"], r["attempts"], r["claim_expires_at"])
+        for r in json.loads(raw)
+    ]
+
+
+def _job_tuple(j: Any) -> tuple[Any, ...]:
+    return (j.id, j.queue_name, j._payload_raw, j.worker_id, j.attempts, j.claim_expires_at)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(state=deep_state(), n=st.sampled_from([1, 2, 5, 40]), vt=st.integers(1, 300))
+def test_claim_over_deep_backlog_matches_honker(mdb, state, n, vt) -> None:  # type: ignore[no-untyped-def]
+    """Our indexed dead-letter sweep + claim == honker_claim_batch, with
+    exhausted rows at any depth of a due backlog."""
+    depth, special = state
+    q = Queue(mdb, "a", visibility_timeout_s=vt)
+
+    def setup(tx: Any, now: int) -> None:
+        _insert_deep(tx, now, depth, special)
+
+    def ours(tx: Any, c: Any) -> Any:
+        return [_job_tuple(j) for j in q._claim_in(tx, "w1", n)]
+
+    def theirs(tx: Any, c: Any) -> Any:
+        return _theirs_claim(tx, "a", "w1", n, vt)
+
+    _both(mdb, setup, ours, theirs)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(state=deep_state(), n=st.sampled_from([2, 5, 40]), vt=st.integers(1, 300))
+def test_reserved_batch_handed_out_matches_honker_claim_batch(mdb, state, n, vt) -> None:  # type: ignore[no-untyped-def]
+    """claim()'s batch (claim one, reserve n - 1, spend each on hand-out)
+    ends in the same rows as honker_claim_batch(n) once every job was
+    handed out; before hand-out the reserved rows carry no spent attempt."""
+    depth, special = state
+    q = Queue(mdb, "a", visibility_timeout_s=vt)
+
+    def setup(tx: Any, now: int) -> None:
+        _insert_deep(tx, now, depth, special)
+
+    def ours(tx: Any, c: Any) -> Any:
+        first = q._claim_in(tx, "w1", 1)
+        reserved = q._reserve_in(tx, "w1", n - 1) if first else []
+        spend = mdb.statement(q._s_spend.sql)
+        out = [_job_tuple(j) for j in first]
+        for j in reserved:
+            before = tx.fetchone("SELECT attempts FROM _honker_live WHERE id = ?", (j.id,))[0]
+            assert before == j.attempts  # nothing spent yet
+            row = tx.fetchone(spend, (j.id, j.worker_id, vt, j.attempts))
+            assert row is not None
+            j.attempts, j.claim_expires_at = row
+            out.append(_job_tuple(j))
+        return out
+
+    def theirs(tx: Any, c: Any) -> Any:
+        return _theirs_claim(tx, "a", "w1", n, vt)
+
+    _both(mdb, setup, ours, theirs)

@@ -157,3 +157,86 @@ def test_async_listener_woken_by_extension_commit(db, db_path, ext_path) -> None
 
     assert asyncio.run(main()) == "ping"
     ext.close()
+
+
+# -- our claim indexes on honker's tables (docs/0010) ----------------------
+
+
+OUR_INDEXES = {"_alkdev_live_exhausted_run_at", "_alkdev_live_exhausted_claim"}
+INDEX_NAMES = "SELECT name FROM sqlite_master WHERE type = 'index' AND name GLOB '_alkdev_*'"
+
+
+def _indexes(conn) -> set[str]:  # type: ignore[no-untyped-def]
+    """Our index names in the file (``conn``: apsw or a Database)."""
+    fetch = conn.fetchall if hasattr(conn, "fetchall") else conn.execute
+    return {r[0] for r in fetch(INDEX_NAMES)}
+
+
+def test_extension_writes_a_file_with_our_claim_indexes(db, db_path, ext_path) -> None:  # type: ignore[no-untyped-def]
+    """A file opened here (so carrying our partial indexes) is written by
+    honker's extension: its enqueue, claim (with its own dead-letter
+    sweep), retry and ack keep the indexes consistent, and we read on."""
+    q = db.queue("ix", max_attempts=2)
+    ours = [q.enqueue(i) for i in range(30)]
+    ext = connect(db_path, ext_path)
+    assert _indexes(ext) == OUR_INDEXES
+    with ext:
+        theirs = [
+            one(ext, "SELECT honker_enqueue('ix', ?, NULL, NULL, 0, 2, NULL)", (str(i),))
+            for i in range(30, 40)
+        ]
+        # three jobs on their last attempt, claim expired: exhausted
+        ext.execute(
+            "UPDATE _honker_live SET state = 'processing', worker_id = 'gone', "
+            "attempts = 2, claim_expires_at = unixepoch() - 5 WHERE id IN (?, ?, ?)",
+            (ours[3], ours[10], theirs[2]),
+        )
+    claimed = json.loads(one(ext, "SELECT honker_claim_batch('ix', 'ext', 5, 60)"))
+    assert [c["id"] for c in claimed] == [i for i in ours if i not in (ours[3], ours[10])][:5]
+    dead = {r[0] for r in ext.execute("SELECT id FROM _honker_dead WHERE queue = 'ix'")}
+    assert dead == {ours[3], ours[10], theirs[2]}
+    assert one(ext, "SELECT honker_retry(?, 'ext', 0, 'again')", (claimed[0]["id"],)) == 1
+    for c in claimed[1:]:
+        assert one(ext, "SELECT honker_ack(?, 'ext')", (c["id"],)) == 1
+    assert one(ext, "PRAGMA integrity_check") == "ok"
+    ext.close()
+    # back here: the retried job (attempts 1) and the rest, in order
+    jobs = q.claim_batch("us", 100)
+    assert len(jobs) == 40 - 3 - 4
+    assert {j.id for j in jobs if j.attempts == 2} == {claimed[0]["id"]}
+    assert q.ack_batch([j.id for j in jobs], "us") == len(jobs)
+    assert db.fetchone("PRAGMA integrity_check")[0] == "ok"
+
+
+def test_file_from_the_extension_gets_our_indexes_and_stays_theirs(tmp_path, ext_path) -> None:  # type: ignore[no-untyped-def]
+    """A file created and filled by honker's extension (exhausted rows
+    included) is opened here: our indexes are built over the existing rows,
+    our sweep dead-letters what honker's would, and the extension uses the
+    file afterwards."""
+    path = str(tmp_path / "ext-made.db")
+    ext = connect(path, ext_path)
+    ext.execute("PRAGMA journal_mode = WAL")
+    assert one(ext, "SELECT honker_bootstrap()") == 1
+    with ext:
+        ids = [
+            one(ext, "SELECT honker_enqueue('q', ?, NULL, NULL, 0, 3, NULL)", (str(i),))
+            for i in range(200)
+        ]
+        ext.execute(
+            "UPDATE _honker_live SET attempts = 3 WHERE id IN (?, ?, ?)",
+            (ids[0], ids[99], ids[199]),
+        )
+    ext.close()
+    with alkdev_storage.open(path) as db:
+        assert _indexes(db) == OUR_INDEXES
+        q = db.queue("q")
+        job = q.claim_one("w")
+        assert job is not None and job.id == ids[1]
+        dead = db.fetchall("SELECT id, last_error FROM _honker_dead ORDER BY id")
+        assert dead == [(i, "max attempts exceeded") for i in (ids[0], ids[99], ids[199])]
+        assert job.ack()
+    ext = connect(path, ext_path)
+    claimed = json.loads(one(ext, "SELECT honker_claim_batch('q', 'ext', 500, 60)"))
+    assert [c["id"] for c in claimed] == [i for i in ids[2:] if i not in (ids[99], ids[199])]
+    assert one(ext, "PRAGMA integrity_check") == "ok"
+    ext.close()

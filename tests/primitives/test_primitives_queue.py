@@ -293,10 +293,11 @@ def test_stale_buffered_claim_is_never_yielded(db) -> None:  # type: ignore[no-u
         job.claim_expires_at -= 5
     stale_ids = [j.id for j in it._buf]
     rest = sorted(list(it), key=lambda j: j.id)
-    # Every job comes back through a fresh claim (the 3 expired ones with
-    # attempts 2); the stale buffered claim itself is never yielded.
-    assert [j.attempts for j in rest] == [2, 2, 2, 1]
-    assert all(j.attempts == 2 for j in rest if j.id in stale_ids)
+    # Every job comes back through a fresh claim (the 2 handed-out ones
+    # with attempts 2); the stale buffered reservation is never yielded and
+    # never spent an attempt, so it comes back with attempts 1 (docs/0010).
+    assert [j.attempts for j in rest] == [2, 2, 1, 1]
+    assert all(j.attempts == 1 for j in rest if j.id in stale_ids)
 
 
 def test_close_database_ends_claim_iterators(db_path) -> None:  # type: ignore[no-untyped-def]

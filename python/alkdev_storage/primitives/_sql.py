@@ -17,7 +17,9 @@ consumer offsets) run these statements instead, prepared once per
 connection (``db.notify``'s insert is ``notify.SQL_NOTIFY``, same idea).
 Each reproduces the corresponding honker-core function step by step: the
 same rows selected, the same columns written, the same order of
-statements, in one transaction.
+statements, in one transaction. One exception, same rows: the dead-letter
+step before a claim is written so that SQLite finds the exhausted rows
+through our partial indexes instead of walking every due row (docs/0010).
 ``tests/primitives/test_primitives_equivalence.py`` runs both on identical
 randomized states (hypothesis) and compares results and table contents.
 Everything else (scheduler, locks, rate limits, results, cancel, get_job,
@@ -36,17 +38,20 @@ __all__ = [
     "DEAD_LETTER_EXHAUSTED",
     "DELETE_JOB",
     "ENQUEUE",
+    "EXHAUSTED_INDEXES",
     "FAIL_TAKE",
     "HEARTBEAT",
     "INSERT_DEAD",
     "NEXT_CLAIM_AT",
     "RETRY_FIND",
     "RETRY_TO_PENDING",
+    "SPEND",
     "STREAM_GET_OFFSET",
     "STREAM_PUBLISH",
     "STREAM_SAVE_OFFSET",
     "UNCLAIM",
     "claim_sql",
+    "reserve_sql",
 ]
 
 # The row a claim may take: pending and due, or processing with an expired
@@ -68,10 +73,35 @@ ENQUEUE = (
 # Claimable rows that have used up their attempts go to the dead table
 # before a claim (so a worker that died on the last attempt does not leave
 # a row that can never be claimed nor dies). ?1 queue.
+#
+# honker-core writes this as one DELETE with ``state = 'pending' AND run_at
+# <= now OR state = 'processing' AND claim_expires_at < now``, which SQLite
+# answers by walking every due row of the queue (its deadline indexes):
+# O(backlog) per claim. The same rows, written as the union of the two
+# branches, each with ``attempts >= max_attempts`` and an equality on
+# ``state``, are found through EXHAUSTED_INDEXES (partial indexes holding
+# only rows whose attempts are used up: the last attempt of in-flight jobs
+# and rare leftovers), so the sweep costs O(log n) (docs/0010).
 DEAD_LETTER_EXHAUSTED = (
-    "DELETE FROM _honker_live WHERE queue = ?1 AND attempts >= max_attempts AND "
-    + _CLAIMABLE
-    + " RETURNING id, queue, payload, priority, run_at, max_attempts, attempts, created_at"
+    "DELETE FROM _honker_live WHERE id IN ("
+    "SELECT id FROM _honker_live WHERE queue = ?1 AND state = 'pending' "
+    "AND attempts >= max_attempts AND run_at <= unixepoch() "
+    "AND (expires_at IS NULL OR expires_at > unixepoch()) "
+    "UNION ALL "
+    "SELECT id FROM _honker_live WHERE queue = ?1 AND state = 'processing' "
+    "AND attempts >= max_attempts AND claim_expires_at < unixepoch() "
+    "AND (expires_at IS NULL OR expires_at > unixepoch())) "
+    "RETURNING id, queue, payload, priority, run_at, max_attempts, attempts, created_at"
+)
+
+# Ours, on honker's table, created idempotently when a Database opens
+# (database.py). Harmless to every other binding: SQLite maintains them on
+# their writes too, and honker's own statements may use them.
+EXHAUSTED_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS _alkdev_live_exhausted_run_at "
+    "ON _honker_live(queue, state, run_at) WHERE attempts >= max_attempts; "
+    "CREATE INDEX IF NOT EXISTS _alkdev_live_exhausted_claim "
+    "ON _honker_live(queue, state, claim_expires_at) WHERE attempts >= max_attempts"
 )
 
 # ?1 id ?2 queue ?3 payload ?4 priority ?5 run_at ?6 max_attempts
@@ -105,6 +135,26 @@ def claim_sql(n: int) -> str:
     return CLAIM
 
 
+# Not a honker function: what claim() takes beyond the job it hands out
+# at once. The same rows a claim would take, marked ours for the visibility
+# timeout but with no attempt spent: the attempt is spent by SPEND when the
+# job is handed out, so a worker killed while holding a batch costs the
+# jobs it never handed out nothing (they are reclaimed after the timeout).
+def reserve_sql(n: int) -> str:
+    """claim_sql(n) without ``attempts = attempts + 1``."""
+    return claim_sql(n).replace(", attempts = attempts + 1", "")
+
+
+# ?1 id ?2 worker ?3 visibility timeout (s) ?4 attempts when reserved: hand
+# out a reserved job (spend its attempt, restart its claim), only while the
+# reservation is still ours.
+SPEND = (
+    "UPDATE _honker_live SET attempts = attempts + 1, claim_expires_at = unixepoch() + ?3 "
+    "WHERE id = ?1 AND worker_id = ?2 AND state = 'processing' AND attempts = ?4 "
+    "AND claim_expires_at >= unixepoch() RETURNING attempts, claim_expires_at"
+)
+
+
 # ?1 id ?2 worker: only while the claim is still valid
 ACK = (
     "DELETE FROM _honker_live WHERE id = ?1 AND worker_id = ?2 AND claim_expires_at >= unixepoch()"
@@ -116,12 +166,12 @@ ACK_MANY = (
     "AND worker_id = ?2 AND claim_expires_at >= unixepoch()"
 )
 
-# Not a honker function: the inverse of a claim, for jobs claim() claimed
-# under the hood and never handed out (the attempt is given back).
+# Not a honker function: the inverse of a reservation, for jobs claim()
+# reserved and never handed out (no attempt was spent on them).
 # ?1 JSON array of ids ?2 worker
 UNCLAIM = (
     "UPDATE _honker_live SET state = 'pending', worker_id = NULL, "
-    "claim_expires_at = NULL, attempts = max(attempts - 1, 0) "
+    "claim_expires_at = NULL "
     "WHERE id IN (SELECT value FROM json_each(?1)) AND worker_id = ?2 "
     "AND state = 'processing' AND claim_expires_at >= unixepoch()"
 )

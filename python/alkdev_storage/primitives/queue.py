@@ -22,13 +22,19 @@ Decisions
   keeps a backlog, falling back to one when it drains, and never more than
   the caller can handle in half the visibility timeout at its observed pace
   (slow handlers get batches of one). Jobs are yielded one at a time.
-  Buffered (claimed, not yet yielded) jobs are given back
-  (``state='pending'``, ``attempts - 1``, only while the claim is still
-  ours) when the iterator is closed, when the batch has been held for half
-  the visibility timeout, or — for an iterator dropped without ``close()``
-  — inside the next claim transaction of the same queue. A buffered job
-  whose claim has already expired is never yielded. So batching never costs
-  a job an attempt and never hands out an expired claim.
+  Only the first job of a batch is claimed with honker's semantics; the
+  others are *reserved* (``state='processing'``, ours for the visibility
+  timeout, no attempt spent) and their attempt is spent — with a fresh
+  visibility timeout — in a short write when each is handed out, so a
+  worker killed (even by SIGKILL) while holding a batch costs the jobs it
+  never handed out nothing: they are reclaimed after the timeout with
+  their attempts intact (docs/0010). Buffered (reserved, not yet yielded)
+  jobs are given back (``state='pending'``, only while still ours) when the
+  iterator is closed, when the batch has been held for half the visibility
+  timeout, or — for an iterator dropped without ``close()`` — inside the
+  next claim transaction of the same queue. A buffered job whose
+  reservation was lost is never yielded. So batching never costs a job an
+  attempt and never hands out an expired claim.
 * ``claim()`` also iterates with a plain ``for`` (blocking, GIL released)
   and has ``get(timeout)``; ``claim(..., timeout=s)`` stops after ``s``
   seconds without a job. ``wait_result_blocking`` is the blocking
@@ -77,6 +83,10 @@ if TYPE_CHECKING:
 __all__ = ["ClaimIterator", "Job", "Queue"]
 
 _UNSET: Any = object()
+
+# The indexes of ours on honker's tables that keep claims O(log n) of the
+# backlog (docs/0010); database.py creates them when a Database opens.
+CLAIM_INDEXES = _sql.EXHAUSTED_INDEXES
 
 _EXHAUSTED = "max attempts exceeded"  # honker-core's last_error for these
 
@@ -276,6 +286,8 @@ class Queue:
         self._s_insert_dead = s(_sql.INSERT_DEAD)
         self._s_claim = s(_sql.CLAIM)
         self._claim_stmts: dict[int, _native.Statement] = {}
+        self._reserve_stmts: dict[int, _native.Statement] = {}
+        self._s_spend = s(_sql.SPEND)
         self._s_ack = s(_sql.ACK)
         self._s_ack_many = s(_sql.ACK_MANY)
         self._s_unclaim = s(_sql.UNCLAIM)
@@ -359,13 +371,45 @@ class Queue:
         claimed = Job._claimed
         return [claimed(self, r) for r in rows]
 
+    def _claim_reserve(self, worker_id: str, n: int) -> list[Job]:
+        """One transaction: claim one job (honker's claim, attempt spent)
+        and reserve up to ``n - 1`` more (no attempt spent; see
+        :meth:`_spend`). For ``claim()``'s batches."""
+        with self.db.transaction() as tx:
+            if self._orphans:
+                self._unclaim_orphans_in(tx)
+            jobs = self._claim_in(tx, worker_id, 1)
+            if jobs and n > 1:
+                jobs += self._reserve_in(tx, worker_id, n - 1)
+        return jobs
+
+    def _reserve_in(self, tx: TransactionContract, worker_id: str, n: int) -> list[Job]:
+        """Reserve up to ``n`` claimable jobs inside ``tx`` (run right after
+        :meth:`_claim_in`, whose dead-letter sweep it relies on)."""
+        stmt = self._reserve_stmts.get(n)
+        if stmt is None:
+            stmt = self._reserve_stmts[n] = self.db.statement(_sql.reserve_sql(n))
+        rows = tx.fetchall(stmt, (self.name, worker_id, n, self.visibility_timeout_s))
+        claimed = Job._claimed
+        return [claimed(self, r) for r in rows]
+
+    def _spend(self, job: Job) -> bool:
+        """Hand out a reserved job: spend its attempt and restart its claim
+        (one short write). False if the reservation is no longer ours."""
+        params = (job.id, job.worker_id, self.visibility_timeout_s, job.attempts)
+        row = self.db.fetchone(self._s_spend, params)
+        if row is None:
+            return False
+        job.attempts, job.claim_expires_at = row
+        return True
+
     def _unclaim_orphans_in(self, tx: TransactionContract) -> None:
         orphans, self._orphans = self._orphans, []
         for worker_id, ids in orphans:
             tx.execute(self._s_unclaim, (encode(ids), worker_id))
 
     def _unclaim(self, worker_id: str, ids: list[int]) -> int:
-        """Give back claimed, never-processed jobs (attempts restored)."""
+        """Give back reserved, never handed-out jobs (pending again)."""
         if not ids:
             return 0
         return self.db.execute(self._s_unclaim, (encode(ids), worker_id)).changes
@@ -678,10 +722,10 @@ class ClaimIterator(WakeIterator):
         buf = self._buf
         if buf:
             if now_m - self._batch_at < self._hold_s:
-                now = time.time()
+                spend = self.queue._spend
                 while buf:
                     job = buf.popleft()
-                    if job.claim_expires_at >= now:
+                    if spend(job):
                         self._yielded_at = time.monotonic()
                         return job
             else:
@@ -690,7 +734,7 @@ class ClaimIterator(WakeIterator):
         if self._avg is not None and self._avg > 0:
             cap = max(1, min(cap, int(self._hold_s / (2 * self._avg))))
         want = min(self._want, cap)
-        jobs = self.queue.claim_batch(self.worker_id, want)
+        jobs = self.queue._claim_reserve(self.worker_id, want)
         n = len(jobs)
         if n == 0:
             self._want = 1
@@ -720,7 +764,7 @@ class ClaimIterator(WakeIterator):
 
     @property
     def buffered(self) -> int:
-        """Jobs claimed under the hood and not yet yielded."""
+        """Jobs reserved under the hood and not yet yielded."""
         return len(self._buf)
 
     def _on_close(self, exc: BaseException | None) -> None:
