@@ -14,7 +14,7 @@ repeats, the two implementations interleaved in each repeat).
   claim is one ``UPDATE ... RETURNING`` on an indexed ``state`` column.
 
 Reported per implementation (median over repeats, errors summed): the
-transactions of each process, fairness (slowest / fastest process), lock
+transactions of each process (a claim that found no job is not counted), fairness (slowest / fastest process), lock
 waits p50 / p99 / max (time to enter a write transaction, and the whole
 ``claim_one`` for workers), and "database is locked" errors.
 
@@ -75,10 +75,10 @@ def _child_ours(role: str, name: str, path: str, start: float, end: float) -> di
                 t0 = time.perf_counter()
                 job = q.claim_one(name)
                 waits.append(time.perf_counter() - t0)
-                tx_count += 1
                 if job is None:
                     time.sleep(0.001)
                     continue
+                tx_count += 1
                 t0 = time.perf_counter()
                 with db.transaction() as tx:
                     waits.append(time.perf_counter() - t0)
@@ -125,10 +125,10 @@ def _child_stdlib(role: str, name: str, path: str, start: float, end: float) -> 
                 ).fetchone()
                 con.execute("COMMIT")
                 waits.append(time.perf_counter() - t0)
-                tx_count += 1
                 if row is None:
                     time.sleep(0.001)
                     continue
+                tx_count += 1
                 begin()
                 con.execute("INSERT INTO effects (job_id, v) VALUES (?, ?)", (row[0], name))
                 con.execute("DELETE FROM jobs WHERE id = ?", (row[0],))
