@@ -14,9 +14,10 @@ repeats, the two implementations interleaved in each repeat).
   claim is one ``UPDATE ... RETURNING`` on an indexed ``state`` column.
 
 Reported per implementation (median over repeats, errors summed): the
-transactions of each process (a claim that found no job is not counted), fairness (slowest / fastest process), lock
-waits p50 / p99 / max (time to enter a write transaction, and the whole
-``claim_one`` for workers), and "database is locked" errors.
+transactions of each process (a claim that found no job is not counted),
+fairness (slowest / fastest process), lock waits p50 / p99 / max (time
+to enter a write transaction, and the whole ``claim_one`` for workers),
+the job backlog left at the end, and "database is locked" errors.
 
 Targets: 0 lock errors; fairness >= 0.2; p99 wait <= 1 s.
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _cli import main  # noqa: E402
+from _cli import main
 
 WRITERS = 3
 WORKERS = 2
@@ -180,10 +181,10 @@ def run_once(impl: str, seconds: float, folder: Path) -> dict[str, Any]:
     start = time.time() + 1.5  # every child imported and connected
     end = start + seconds
     roles = ["writer"] * WRITERS + ["worker"] * WORKERS
+    when = [repr(start), repr(end)]
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--child", impl, role, f"{role}{i}", str(path)]
-            + [repr(start), repr(end)],
+            [sys.executable, __file__, "--child", impl, role, f"{role}{i}", str(path), *when],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -195,7 +196,13 @@ def run_once(impl: str, seconds: float, folder: Path) -> dict[str, Any]:
         results.append(json.loads(out))
     waits = [w for r in results for w in r["waits"]]
     counts = {r["name"]: r["tx"] for r in results}
+    con = sqlite3.connect(path)
+    table = "_honker_live" if impl == "ours" else "jobs WHERE state = 0"
+    (backlog,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    con.close()
     return {
+        "backlog_at_end": backlog,
+        "wait_p99_ms_by_process": {r["name"]: _pct(r["waits"], 0.99) * 1e3 for r in results},
         "impl": impl,
         "seconds": seconds,
         "tx": counts,
@@ -245,6 +252,10 @@ def report(r: dict[str, Any]) -> str:
             f"{impl:8} {s['tx_per_s']:7.0f} {s['fairness']:6.3f} {s['wait_p50_ms']:8.2f} "
             f"{s['wait_p99_ms']:8.1f} {s['wait_max_ms']:8.1f} {s['errors']:6d}  "
             + " ".join(f"{n}={c}" for n, c in last.items())
+        )
+        lines.append(
+            f"         backlog at the end {s['runs'][-1]['backlog_at_end']} jobs; p99 wait ms: "
+            + " ".join(f"{n}={w:.1f}" for n, w in s["runs"][-1]["wait_p99_ms_by_process"].items())
         )
         for m in s["runs"][-1]["error_msgs"]:
             lines.append(f"         error: {m}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -157,3 +158,52 @@ def test_nothing_committed_is_lost_when_processes_are_killed(tmp_path: Path) -> 
         assert effects == acked_rows
     finally:
         db.close()
+
+
+LOCKER = r"""
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+con.execute("ROLLBACK")
+"""
+
+
+def test_the_timeout_error_says_how_long_it_waited(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    prepare(path)
+    db = alkdev_storage.open(path, timeout=0.3)
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert locker.stdout is not None and locker.stdin is not None
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        for attempt in (
+            lambda: db.execute("INSERT INTO rows (who) VALUES ('x')"),
+            lambda: db.transaction().__enter__(),
+            lambda: db.queue("contention").enqueue({"n": 1}),
+        ):
+            t0 = time.monotonic()
+            with pytest.raises(alkdev_storage.OperationalError) as e:
+                attempt()
+            waited = time.monotonic() - t0
+            assert 0.3 <= waited < 3, waited
+            assert e.value.sqlite_errorcode == 5
+            assert e.value.sqlite_errorname == "SQLITE_BUSY"
+            msg = str(e.value)
+            expected = r"database is locked: waited 0\.[3-9] s for another process's"
+            assert re.match(expected, msg), msg
+            assert "timeout=0.3 s" in msg, msg
+    finally:
+        locker.stdin.write("\n")
+        locker.stdin.flush()
+        locker.wait(30)
+    # Once the other process is done, the same Database writes at once.
+    db.execute("INSERT INTO rows (who) VALUES ('x')")
+    assert db.fetchone("SELECT count(*) FROM rows") == (1,)
+    db.close()

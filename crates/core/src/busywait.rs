@@ -50,8 +50,8 @@ pub fn next(waited: Duration, timeout: Duration, checked: Option<Duration>) -> S
         return Step::TimedOut;
     }
     let sleep = interval(waited).min(timeout - waited);
-    let due = waited >= CHECK_AFTER
-        && checked.is_none_or(|at| waited.saturating_sub(at) >= CHECK_EVERY);
+    let due =
+        waited >= CHECK_AFTER && checked.is_none_or(|at| waited.saturating_sub(at) >= CHECK_EVERY);
     if due {
         Step::CheckThenSleep(sleep)
     } else {
