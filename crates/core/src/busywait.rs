@@ -10,6 +10,8 @@
 //! after 200 ms, so the oldest waiter is the likeliest to see the lock
 //! free first. Each poll costs a few system calls (~10 us), and waits are
 //! short when transactions are, so the CPU spent polling stays small.
+//! A process that had to wait lately also leaves a short gap ([`HAND_OFF`])
+//! between its write transactions, so a waiter can take its turn.
 //! See docs/0011-fair-write-lock.md for the measurements.
 
 use std::time::Duration;
@@ -29,6 +31,27 @@ pub fn interval(waited: Duration) -> Duration {
         Duration::from_micros(100)
     } else {
         Duration::from_micros(50)
+    }
+}
+
+/// A process that had to wait for the lock within this long counts as
+/// contended (others are likely waiting too).
+pub const CONTENDED_FOR: Duration = Duration::from_millis(100);
+
+/// While contended, a process lets this much time pass between the end of
+/// its write transaction and its next `BEGIN IMMEDIATE`, so a waiter
+/// (polling every 50–200 us) sees the lock free before it is taken back.
+pub const HAND_OFF: Duration = Duration::from_micros(250);
+
+/// The pause before `BEGIN IMMEDIATE`: `since_wait` is how long ago this
+/// connection last had to wait for the lock, `since_end` how long ago its
+/// last write transaction ended (None: not known). No pause unless both
+/// are recent.
+#[inline]
+pub fn pause(since_wait: Duration, since_end: Option<Duration>) -> Option<Duration> {
+    match since_end {
+        Some(end) if since_wait < CONTENDED_FOR && end < HAND_OFF => Some(HAND_OFF - end),
+        _ => None,
     }
 }
 
@@ -127,6 +150,16 @@ mod tests {
             }
         }
         assert!(last_gap <= CHECK_EVERY + MS, "{last_gap:?}");
+    }
+
+    #[test]
+    fn a_contended_process_pauses_before_taking_the_lock_again() {
+        let us = Duration::from_micros(1);
+        assert_eq!(pause(MS, Some(us * 50)), Some(us * 200));
+        assert_eq!(pause(MS, Some(HAND_OFF)), None);
+        assert_eq!(pause(MS, None), None);
+        // No contention seen lately: never a pause.
+        assert_eq!(pause(CONTENDED_FOR, Some(Duration::ZERO)), None);
     }
 
     #[test]

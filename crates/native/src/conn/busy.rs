@@ -23,6 +23,11 @@ pub struct Busy {
     start: Cell<Instant>,
     /// When (into the current wait) signals were last checked.
     checked: Cell<Option<Duration>>,
+    /// When this connection last had to wait (None: not lately).
+    waited_at: Cell<Option<Instant>>,
+    /// When its last write transaction ended, recorded only while
+    /// `waited_at` is set (no clock read on an uncontended commit).
+    ended_at: Cell<Option<Instant>>,
 }
 
 impl Busy {
@@ -31,7 +36,31 @@ impl Busy {
             timeout,
             start: Cell::new(Instant::now()),
             checked: Cell::new(None),
+            waited_at: Cell::new(None),
+            ended_at: Cell::new(None),
         })
+    }
+
+    /// How long to wait before the next `BEGIN IMMEDIATE`, so a process
+    /// waiting for the lock gets its turn (docs/0011); None when this
+    /// connection has not had to wait lately (the uncontended path).
+    #[inline]
+    pub fn pause(&self) -> Option<Duration> {
+        let waited = self.waited_at.get()?.elapsed();
+        if waited >= busywait::CONTENDED_FOR {
+            self.waited_at.set(None);
+            self.ended_at.set(None);
+            return None;
+        }
+        busywait::pause(waited, self.ended_at.get().map(|t| t.elapsed()))
+    }
+
+    /// A write transaction ended.
+    #[inline]
+    pub fn ended(&self) {
+        if self.waited_at.get().is_some() {
+            self.ended_at.set(Some(Instant::now()));
+        }
     }
 
     /// Install the handler on `conn` (replacing the busy timeout).
@@ -69,7 +98,9 @@ extern "C" fn busy_handler(arg: *mut c_void, n: c_int) -> c_int {
     // SAFETY: `arg` is the connection's Busy, alive while it is open.
     let busy = unsafe { &*(arg as *const Busy) };
     if n == 0 {
-        busy.start.set(Instant::now());
+        let now = Instant::now();
+        busy.start.set(now);
+        busy.waited_at.set(Some(now));
         busy.checked.set(None);
         errors::set_interrupt(None);
         errors::set_timed_out(None);
