@@ -6,7 +6,9 @@
 //! 40 ms on it checks for Python signals every 20 ms: a Ctrl-C ends the
 //! wait with SQLITE_BUSY, and the statement raises the KeyboardInterrupt
 //! (kept in a thread-local until then). A wait that reaches the timeout
-//! leaves how long it waited to the error (see docs/0008-waits.md).
+//! leaves how long it waited to the error (see docs/0008-waits.md). The
+//! handler also remembers that this connection had to wait, so its next
+//! BEGIN IMMEDIATE leaves waiting processes a hand-off gap ([`Busy::pause`]).
 
 use crate::errors;
 use alkdev_storage_core::busywait::{self, Step};
