@@ -1,6 +1,8 @@
 //! The part of alkdev-storage that needs no Python interpreter, so
 //! `cargo test` exercises it directly:
 //!
+//! * [`busywait`]: how a connection polls for another process's lock
+//!   (the busy handler's policy and its timeout message);
 //! * [`codes`]: names of SQLite result codes;
 //! * [`walindex`]: reading and comparing the WAL-index header (is the
 //!   implicit read transaction of a reader still current?);
@@ -14,6 +16,7 @@
 //! Nothing here knows about PyO3; the native crate (`crates/native`)
 //! builds the Python objects on top.
 
+pub mod busywait;
 pub mod classify;
 pub mod codes;
 pub mod pool;

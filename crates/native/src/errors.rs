@@ -23,6 +23,14 @@ thread_local! {
     /// thread (see conn/busy.rs), raised by the statement that waited
     /// instead of its SQLITE_BUSY error.
     static PENDING: std::cell::RefCell<Option<PyErr>> = const { std::cell::RefCell::new(None) };
+    /// The message for a busy wait of this thread that reached its timeout
+    /// (how long it waited), used by the SQLITE_BUSY error that follows.
+    static TIMED_OUT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keep (or clear) the message of a busy wait that reached its timeout.
+pub fn set_timed_out(msg: Option<String>) {
+    TIMED_OUT.with(|p| *p.borrow_mut() = msg);
 }
 
 /// Keep (or clear) the exception that ends this thread's busy wait.
@@ -45,7 +53,10 @@ pub fn sqlite_error(py: Python<'_>, code: i32, msg: &str) -> PyErr {
             return interrupt;
         }
     }
-    let msg = msg.to_string();
+    let msg = match TIMED_OUT.with(|p| p.borrow_mut().take()) {
+        Some(waited) if code & 0xff == ffi::SQLITE_BUSY => waited,
+        _ => msg.to_string(),
+    };
     let err = match error_class(code) {
         ErrorClass::NoMemory => return PyMemoryError::new_err(msg),
         ErrorClass::InternalError => InternalError::new_err(msg),

@@ -1,11 +1,17 @@
 //! SQLite's busy waits (another process holds the lock): bounded by the
-//! Database's timeout, and interruptible. Our busy handler sleeps with
-//! SQLite's own back-off, at most 50 ms at a time, and from 40 ms on
-//! checks for Python signals between sleeps: a Ctrl-C ends the wait with
-//! SQLITE_BUSY, and the statement raises the KeyboardInterrupt (kept in a
-//! thread-local until then). See docs/0008-waits.md.
+//! Database's timeout, fair between processes, and interruptible. Our busy
+//! handler polls at sub-millisecond intervals that shrink as the wait
+//! grows (the policy is `alkdev_storage_core::busywait`; the measurements
+//! and the alternatives weighed are in docs/0011-fair-write-lock.md). From
+//! 40 ms on it checks for Python signals every 20 ms: a Ctrl-C ends the
+//! wait with SQLITE_BUSY, and the statement raises the KeyboardInterrupt
+//! (kept in a thread-local until then). A wait that reaches the timeout
+//! leaves how long it waited to the error (see docs/0008-waits.md). The
+//! handler also remembers that this connection had to wait, so its next
+//! BEGIN IMMEDIATE leaves waiting processes a hand-off gap ([`Busy::pause`]).
 
 use crate::errors;
+use alkdev_storage_core::busywait::{self, Step};
 use pyo3::ffi as pyffi;
 use pyo3::prelude::*;
 use rusqlite::ffi;
@@ -13,16 +19,17 @@ use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::time::{Duration, Instant};
 
-/// Sleeps between retries (SQLite's default back-off, capped at 50 ms).
-const DELAYS_MS: [u64; 10] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50];
-
-/// From this much waiting on, check for signals before each sleep.
-const CHECK_AFTER: Duration = Duration::from_millis(40);
-
 /// State of one connection's busy handler; lives as long as the connection.
 pub struct Busy {
     timeout: Duration,
     start: Cell<Instant>,
+    /// When (into the current wait) signals were last checked.
+    checked: Cell<Option<Duration>>,
+    /// When this connection last had to wait (None: not lately).
+    waited_at: Cell<Option<Instant>>,
+    /// When its last write transaction ended, recorded only while
+    /// `waited_at` is set (no clock read on an uncontended commit).
+    ended_at: Cell<Option<Instant>>,
 }
 
 impl Busy {
@@ -30,7 +37,32 @@ impl Busy {
         Box::new(Busy {
             timeout,
             start: Cell::new(Instant::now()),
+            checked: Cell::new(None),
+            waited_at: Cell::new(None),
+            ended_at: Cell::new(None),
         })
+    }
+
+    /// How long to wait before the next `BEGIN IMMEDIATE`, so a process
+    /// waiting for the lock gets its turn (docs/0011); None when this
+    /// connection has not had to wait lately (the uncontended path).
+    #[inline]
+    pub fn pause(&self) -> Option<Duration> {
+        let waited = self.waited_at.get()?.elapsed();
+        if waited >= busywait::CONTENDED_FOR {
+            self.waited_at.set(None);
+            self.ended_at.set(None);
+            return None;
+        }
+        busywait::pause(waited, self.ended_at.get().map(|t| t.elapsed()))
+    }
+
+    /// A write transaction ended.
+    #[inline]
+    pub fn ended(&self) {
+        if self.waited_at.get().is_some() {
+            self.ended_at.set(Some(Instant::now()));
+        }
     }
 
     /// Install the handler on `conn` (replacing the busy timeout).
@@ -68,17 +100,28 @@ extern "C" fn busy_handler(arg: *mut c_void, n: c_int) -> c_int {
     // SAFETY: `arg` is the connection's Busy, alive while it is open.
     let busy = unsafe { &*(arg as *const Busy) };
     if n == 0 {
-        busy.start.set(Instant::now());
+        let now = Instant::now();
+        busy.start.set(now);
+        busy.waited_at.set(Some(now));
+        busy.checked.set(None);
         errors::set_interrupt(None);
+        errors::set_timed_out(None);
     }
     let waited = busy.start.get().elapsed();
-    if waited >= busy.timeout {
-        return 0;
-    }
-    if waited >= CHECK_AFTER && signalled() {
-        return 0;
-    }
-    let delay = Duration::from_millis(DELAYS_MS[(n as usize).min(DELAYS_MS.len() - 1)]);
-    std::thread::sleep(delay.min(busy.timeout - waited));
+    let sleep = match busywait::next(waited, busy.timeout, busy.checked.get()) {
+        Step::TimedOut => {
+            errors::set_timed_out(Some(busywait::timeout_message(waited, busy.timeout)));
+            return 0;
+        }
+        Step::CheckThenSleep(d) => {
+            busy.checked.set(Some(waited));
+            if signalled() {
+                return 0;
+            }
+            d
+        }
+        Step::Sleep(d) => d,
+    };
+    std::thread::sleep(sleep);
     1
 }

@@ -1,5 +1,7 @@
 //! Transaction control on one connection: BEGIN IMMEDIATE, COMMIT,
-//! ROLLBACK and a deferred BEGIN, each prepared once and reused.
+//! ROLLBACK and a deferred BEGIN, each prepared once and reused. While
+//! other processes wait for the write lock, BEGIN IMMEDIATE first leaves
+//! them a short hand-off gap (`busy::Busy::pause`, docs/0011).
 
 use super::Conn;
 use crate::errors;
@@ -80,13 +82,20 @@ impl Conn {
     }
 
     pub fn begin_immediate(&mut self, py: Python<'_>) -> PyResult<()> {
+        if let Some(pause) = self._busy.pause() {
+            // Another process waited lately: let it take its turn first.
+            py.detach(|| std::thread::sleep(pause));
+        }
         self.control(Control::BeginImmediate)
             .map_err(|_| unsafe { errors::last_error(py, self.db) })
     }
 
     pub fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.control(Control::Commit)
-            .map_err(|_| unsafe { errors::last_error(py, self.db) })
+        let r = self
+            .control(Control::Commit)
+            .map_err(|_| unsafe { errors::last_error(py, self.db) });
+        self._busy.ended();
+        r
     }
 
     /// Roll back if a transaction is open. Never fails loudly: a rollback
@@ -95,6 +104,7 @@ impl Conn {
         self.forget_read();
         if !self.autocommit() {
             let _ = self.raw_control(Control::Rollback);
+            self._busy.ended();
         }
     }
 }
