@@ -1,15 +1,14 @@
-//! Wake-ups from honker-core's shared update watcher: one PRAGMA
-//! data_version poll thread per Database, any number of subscribers.
+//! Wake-ups from the process-wide update watcher (`crate::watcher`: one
+//! poll thread for every watched file), any number of subscribers per
+//! Database.
 
 use crate::engine::DbInner;
 use crate::errors;
+use crate::watcher::{End, FileWatch, Sub};
 use alkdev_storage_core::pool::WAIT_SLICE;
-use honker_core::SharedUpdateWatcher;
-use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,10 +17,9 @@ use std::time::{Duration, Instant};
 #[pyclass(frozen, module = "alkdev_storage._native")]
 pub struct UpdateSubscription {
     db: Arc<DbInner>,
-    watcher: Arc<SharedUpdateWatcher>,
+    watch: Arc<FileWatch>,
     id: u64,
-    rx: Mutex<Option<Receiver<()>>>,
-    closed: AtomicBool,
+    sub: Arc<Sub>,
 }
 
 #[pymethods]
@@ -40,60 +38,47 @@ impl UpdateSubscription {
                 )))
             }
         };
-        let rx = self.rx.lock().take().ok_or_else(|| {
-            errors::InterfaceError::new_err("subscription is closed or in use by another thread")
-        })?;
         // Wait in slices with the GIL released, checking for signals
         // (Ctrl-C) between them.
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut rx = rx;
         let r = loop {
             let slice = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
                 None => WAIT_SLICE,
             };
-            let (back, r) = py.detach(move || {
-                let r = rx.recv_timeout(slice);
-                (rx, r)
-            });
-            rx = back;
-            match r {
-                Err(RecvTimeoutError::Timeout) => {}
+            let sub = &self.sub;
+            match py.detach(|| sub.wait(slice)) {
+                Ok(false) => {}
                 other => break other,
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                break Err(RecvTimeoutError::Timeout);
+                break Ok(false);
             }
             if unsafe { pyo3::ffi::PyErr_CheckSignals() } != 0 {
-                *self.rx.lock() = Some(rx);
                 return Err(PyErr::fetch(py));
             }
         };
-        *self.rx.lock() = Some(rx);
         match r {
-            Ok(()) => Ok(true),
-            Err(RecvTimeoutError::Timeout) => Ok(false),
-            Err(RecvTimeoutError::Disconnected) => {
-                if self.db.is_closed() {
-                    Err(errors::closed())
-                } else {
-                    Err(errors::InterfaceError::new_err(
-                        "the update watcher stopped",
-                    ))
-                }
-            }
+            Ok(t) => Ok(t),
+            Err(End::Failed(msg)) => Err(errors::InterfaceError::new_err(msg)),
+            Err(_) if self.db.is_closed() => Err(errors::closed()),
+            Err(End::Closed) => Err(errors::InterfaceError::new_err(
+                "the subscription is closed",
+            )),
+            Err(End::Stopped) => Err(errors::InterfaceError::new_err(
+                "the update watcher stopped",
+            )),
         }
     }
 
     /// Stop receiving ticks (idempotent). A thread blocked in wait() wakes
     /// with InterfaceError.
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.watcher.unsubscribe(self.id);
+        self.watch.unsubscribe(&self.sub);
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.closed.load(Ordering::Acquire) || self.db.is_closed() {
+        let state = if self.sub.ended() || self.db.is_closed() {
             "closed"
         } else {
             "open"
@@ -107,19 +92,30 @@ impl UpdateSubscription {
 
 impl Drop for UpdateSubscription {
     fn drop(&mut self) {
-        self.watcher.unsubscribe(self.id);
+        self.watch.unsubscribe(&self.sub);
     }
 }
 
-pub fn subscribe(db: &Arc<DbInner>) -> PyResult<UpdateSubscription> {
+static NEXT_SUB_ID: AtomicU64 = AtomicU64::new(1);
+
+pub fn subscribe(py: Python<'_>, db: &Arc<DbInner>) -> PyResult<UpdateSubscription> {
+    db.check_open()?;
     let inner = db.clone();
-    let watcher = inner.shared_watcher()?;
-    let (id, rx) = watcher.subscribe();
+    let watch = py.detach(|| inner.file_watch()).map_err(|msg| {
+        if msg.is_empty() || inner.is_closed() {
+            errors::closed()
+        } else {
+            errors::OperationalError::new_err(msg)
+        }
+    })?;
+    let sub = watch.subscribe().map_err(|e| match e {
+        End::Failed(msg) => errors::InterfaceError::new_err(msg),
+        _ => errors::closed(),
+    })?;
     Ok(UpdateSubscription {
         db: inner,
-        watcher,
-        id,
-        rx: Mutex::new(Some(rx)),
-        closed: AtomicBool::new(false),
+        watch,
+        id: NEXT_SUB_ID.fetch_add(1, Ordering::Relaxed),
+        sub,
     })
 }
