@@ -9,7 +9,7 @@ use alkdev_storage_core::pool::WAIT_SLICE;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// One subscription to the database's commit ticks (from any process).
@@ -38,13 +38,20 @@ impl UpdateSubscription {
                 )))
             }
         };
-        // Wait in slices with the GIL released, checking for signals
-        // (Ctrl-C) between them.
+        // Wait with the GIL released. Only the main thread runs Python's
+        // signal handlers: it waits in slices and checks for signals
+        // (Ctrl-C) between them; other threads wait in one go (an idle
+        // listener thread costs no wake-ups).
         let deadline = timeout.map(|t| Instant::now() + t);
+        let slice_max = if is_main_thread(py) {
+            WAIT_SLICE
+        } else {
+            Duration::from_secs(3600)
+        };
         let r = loop {
             let slice = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
-                None => WAIT_SLICE,
+                Some(d) => d.saturating_duration_since(Instant::now()).min(slice_max),
+                None => slice_max,
             };
             let sub = &self.sub;
             match py.detach(|| sub.wait(slice)) {
@@ -94,6 +101,19 @@ impl Drop for UpdateSubscription {
     fn drop(&mut self) {
         self.watch.unsubscribe(&self.sub);
     }
+}
+
+/// True on Python's main thread (the one that runs signal handlers).
+fn is_main_thread(py: Python<'_>) -> bool {
+    static MAIN: OnceLock<u64> = OnceLock::new();
+    let main = MAIN.get_or_init(|| {
+        py.import("threading")
+            .and_then(|t| t.call_method0("main_thread"))
+            .and_then(|t| t.getattr("ident"))
+            .and_then(|i| i.extract::<u64>())
+            .unwrap_or(0)
+    });
+    *main == 0 || *main == unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64
 }
 
 static NEXT_SUB_ID: AtomicU64 = AtomicU64::new(1);
