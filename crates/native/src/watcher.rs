@@ -58,11 +58,56 @@ struct SubState {
     end: Option<End>,
 }
 
-/// One subscription: a coalescing tick flag and a condition variable.
+/// One subscription: a coalescing tick flag and a condition variable,
+/// optionally forwarded to a [`Sink`] (one thread waiting on many).
 #[derive(Default)]
 pub struct Sub {
     st: Mutex<SubState>,
     cv: Condvar,
+    sink: Mutex<Option<(Arc<Sink>, u64)>>,
+}
+
+#[derive(Default)]
+struct SinkState {
+    ready: Vec<u64>,
+    closed: bool,
+}
+
+/// Keys of subscriptions that got a tick or ended, for one thread that
+/// waits on many subscriptions (the asyncio bridge of the process).
+#[derive(Default)]
+pub struct Sink {
+    st: Mutex<SinkState>,
+    cv: Condvar,
+}
+
+impl Sink {
+    fn push(&self, key: u64) {
+        let mut st = self.st.lock();
+        st.ready.push(key);
+        self.cv.notify_all();
+    }
+
+    /// Wait up to `timeout` for keys: Some(keys) (empty on timeout),
+    /// None once closed.
+    pub fn wait(&self, timeout: Duration) -> Option<Vec<u64>> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.st.lock();
+        while st.ready.is_empty() && !st.closed {
+            if self.cv.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        if st.closed {
+            return None;
+        }
+        Some(std::mem::take(&mut st.ready))
+    }
+
+    pub fn close(&self) {
+        self.st.lock().closed = true;
+        self.cv.notify_all();
+    }
 }
 
 impl Sub {
@@ -94,16 +139,42 @@ impl Sub {
         if !st.pending {
             st.pending = true;
             self.cv.notify_all();
+            drop(st);
+            self.forward();
         }
     }
 
     /// End the subscription (the first reason wins); wakes its waiter.
     pub fn end(&self, why: End) {
         let mut st = self.st.lock();
-        if st.end.is_none() {
+        let first = st.end.is_none();
+        if first {
             st.end = Some(why);
         }
         self.cv.notify_all();
+        drop(st);
+        if first {
+            self.forward();
+        }
+    }
+
+    fn forward(&self) {
+        if let Some((sink, key)) = self.sink.lock().as_ref() {
+            sink.push(*key);
+        }
+    }
+
+    /// Also report ticks and the end to `sink` under `key` (replacing any
+    /// previous sink). A tick pending or an end already there is reported
+    /// at once. The sink's reader consumes a tick with `wait(0)`.
+    pub fn forward_to(&self, sink: Arc<Sink>, key: u64) {
+        *self.sink.lock() = Some((sink, key));
+        let st = self.st.lock();
+        let now = st.pending || st.end.is_some();
+        drop(st);
+        if now {
+            self.forward();
+        }
     }
 
     pub fn ended(&self) -> bool {

@@ -4,7 +4,7 @@
 
 use crate::engine::DbInner;
 use crate::errors;
-use crate::watcher::{End, FileWatch, Sub};
+use crate::watcher::{End, FileWatch, Sink, Sub};
 use alkdev_storage_core::pool::WAIT_SLICE;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -78,6 +78,13 @@ impl UpdateSubscription {
         }
     }
 
+    /// Also report this subscription's ticks (and its end) to `sink` as
+    /// `key`: one thread can then wait on many subscriptions
+    /// (`WakeSink.wait`) and consume each tick with `wait(0)`.
+    fn forward_to(&self, sink: &WakeSink, key: u64) {
+        self.sub.forward_to(sink.sink.clone(), key);
+    }
+
     /// Stop receiving ticks (idempotent). A thread blocked in wait() wakes
     /// with InterfaceError.
     fn close(&self) {
@@ -100,6 +107,68 @@ impl UpdateSubscription {
 impl Drop for UpdateSubscription {
     fn drop(&mut self) {
         self.watch.unsubscribe(&self.sub);
+    }
+}
+
+/// Keys of forwarded subscriptions that got a tick or ended: one thread
+/// waits on many subscriptions (the process's asyncio wake bridge).
+#[pyclass(frozen, module = "alkdev_storage._native")]
+pub struct WakeSink {
+    sink: Arc<Sink>,
+}
+
+#[pymethods]
+impl WakeSink {
+    #[new]
+    fn new() -> Self {
+        WakeSink {
+            sink: Arc::new(Sink::default()),
+        }
+    }
+
+    /// Block (GIL released) until some forwarded subscription got a tick
+    /// or ended, or `timeout_s` passes: their keys (possibly repeated; an
+    /// empty list on timeout). Raises InterfaceError once closed.
+    #[pyo3(signature = (timeout_s=None))]
+    fn wait(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<Vec<u64>> {
+        let timeout = match timeout_s {
+            None => None,
+            Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout_s must be >= 0, got {t}"
+                )))
+            }
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let slice_max = if is_main_thread(py) {
+            WAIT_SLICE
+        } else {
+            Duration::from_secs(3600)
+        };
+        loop {
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(slice_max),
+                None => slice_max,
+            };
+            let sink = &self.sink;
+            match py.detach(|| sink.wait(slice)) {
+                None => return Err(errors::InterfaceError::new_err("the wake sink is closed")),
+                Some(keys) if !keys.is_empty() => return Ok(keys),
+                Some(_) => {}
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Vec::new());
+            }
+            if unsafe { pyo3::ffi::PyErr_CheckSignals() } != 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+    }
+
+    /// Wake every waiter with InterfaceError (idempotent).
+    fn close(&self) {
+        self.sink.close();
     }
 }
 
