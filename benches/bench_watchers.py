@@ -82,7 +82,7 @@ def idle_cost(tmp: str, n: int, mode: str, measure_s: float) -> dict[str, Any]:
         for t in ths:
             t.start()
         listener_threads = n
-        time.sleep(1.0)  # every listener subscribed and asleep
+        time.sleep(2.5)  # every listener subscribed, asleep, its file idle
         c0, t0 = cpu_s(), time.monotonic()
         time.sleep(measure_s)
         c1, t1 = cpu_s(), time.monotonic()
@@ -107,7 +107,7 @@ def idle_cost(tmp: str, n: int, mode: str, measure_s: float) -> dict[str, Any]:
         lt.start()
         listener_threads = 1  # the event loop's thread
         loop_thread_ready.wait()
-        time.sleep(1.0)
+        time.sleep(2.5)
         c0, t0 = cpu_s(), time.monotonic()
         time.sleep(measure_s)
         c1, t1 = cpu_s(), time.monotonic()

@@ -241,3 +241,53 @@ def test_closing_the_database_ends_waiting_subscriptions(db):
     t.join(5)
     assert not t.is_alive()
     assert isinstance(got[0], InterfaceError) and "closed" in str(got[0])
+
+
+def test_async_listeners_of_many_databases_share_one_bridge_thread(tmp_path):
+    import asyncio
+
+    dbs = [alkdev_storage.open(str(tmp_path / f"a{i}.db")) for i in range(30)]
+
+    async def main():
+        listeners = [db.listen("go") for db in dbs]
+
+        async def first(lst):
+            return (await lst.__anext__()).payload
+
+        tasks = [asyncio.create_task(first(lst)) for lst in listeners]
+        await asyncio.sleep(0.2)
+        threads = threading.active_count()
+        for i, db in enumerate(dbs):
+            db.notify("go", i)
+        got = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        return threads, got
+
+    before = threading.active_count()
+    threads, got = asyncio.run(main())
+    assert got == list(range(30))
+    # At most the one bridge thread of the process, not one per Database.
+    assert threads - before <= 1
+    # ...and one native watcher thread ("alkdev-storage-watcher", cut to 15).
+    assert native_threads().count("alkdev-storage-") <= 1
+    for db in dbs:
+        db.close()
+        assert not db.wake_hub().running
+
+
+def test_wake_sink_reports_ticks_and_ends(db):
+    sink = alkdev_storage._native.WakeSink()
+    sub = db.subscribe_updates()
+    sub.forward_to(sink, 7)
+    assert sink.wait(0.05) == []
+    db.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+    assert 7 in sink.wait(5)
+    assert sub.wait(0) is True
+    sub.close()
+    assert 7 in sink.wait(5)
+    with pytest.raises(InterfaceError):
+        sub.wait(0)
+    sink.close()
+    with pytest.raises(InterfaceError):
+        sink.wait(1)
+    with pytest.raises(ValueError):
+        alkdev_storage._native.WakeSink().wait(-1)

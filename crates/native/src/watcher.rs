@@ -15,7 +15,7 @@
 //! * The thread polls a file only while it has subscriptions, every
 //!   `interval` (the engine's `watcher_poll_interval_ms`, 1 ms by default);
 //!   with no subscription anywhere it sleeps until one arrives.
-//! * About once a second per file, `stat()` of the path (no descriptor)
+//! * Every two seconds per file, `stat()` of the path (no descriptor)
 //!   checks that the file is still the one opened: a deleted or replaced
 //!   file ends every subscription once with an error naming the path, and
 //!   the file is no longer polled (nothing is printed).
@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often each watched file's path is checked with `stat()`.
-const STAT_EVERY: Duration = Duration::from_secs(1);
+const STAT_EVERY: Duration = Duration::from_secs(2);
 /// Longest sleep of the poll thread while files are watched.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// A file that changed less than this long ago is polled every `interval`;
