@@ -482,3 +482,76 @@ fn run() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_coalesce_and_an_end_wins() {
+        let sub = Sub::default();
+        assert_eq!(sub.wait(Duration::ZERO), Ok(false));
+        sub.fire();
+        sub.fire();
+        assert_eq!(sub.wait(Duration::ZERO), Ok(true), "one tick for two fires");
+        assert_eq!(sub.wait(Duration::from_millis(5)), Ok(false));
+        sub.fire();
+        sub.end(End::Failed("gone".into()));
+        sub.end(End::Closed);
+        assert_eq!(sub.wait(Duration::ZERO), Err(End::Failed("gone".into())));
+        assert!(sub.ended());
+    }
+
+    #[test]
+    fn a_waiter_wakes_on_a_tick_from_another_thread() {
+        let sub = Arc::new(Sub::default());
+        let s2 = sub.clone();
+        let t = std::thread::spawn(move || s2.wait(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(20));
+        sub.fire();
+        assert_eq!(t.join().unwrap(), Ok(true));
+    }
+
+    #[test]
+    fn the_sink_gets_ticks_pending_ticks_and_ends() {
+        let sink = Arc::new(Sink::default());
+        let a = Sub::default();
+        let b = Sub::default();
+        b.fire(); // pending before forwarding: reported at once
+        a.forward_to(sink.clone(), 1);
+        b.forward_to(sink.clone(), 2);
+        assert_eq!(sink.wait(Duration::ZERO), Some(vec![2]));
+        a.fire();
+        a.fire(); // coalesced until consumed
+        assert_eq!(sink.wait(Duration::ZERO), Some(vec![1]));
+        assert_eq!(a.wait(Duration::ZERO), Ok(true));
+        a.end(End::Stopped);
+        assert_eq!(sink.wait(Duration::ZERO), Some(vec![1]));
+        assert_eq!(sink.wait(Duration::from_millis(5)), Some(vec![]));
+        sink.close();
+        assert_eq!(sink.wait(Duration::from_secs(5)), None);
+    }
+
+    #[test]
+    fn a_file_watch_refuses_subscriptions_once_ended() {
+        let fw = FileWatch {
+            path: "x.db".into(),
+            subs: Mutex::new(Vec::new()),
+            nsubs: AtomicUsize::new(0),
+            end: Mutex::new(None),
+        };
+        let s = fw.subscribe().unwrap();
+        assert_eq!(fw.nsubs.load(Ordering::Acquire), 1);
+        fw.fire();
+        assert_eq!(s.wait(Duration::ZERO), Ok(true));
+        fw.finish(End::Failed("x.db was deleted".into()));
+        assert_eq!(
+            s.wait(Duration::ZERO),
+            Err(End::Failed("x.db was deleted".into()))
+        );
+        assert_eq!(fw.nsubs.load(Ordering::Acquire), 0);
+        assert!(matches!(fw.subscribe(), Err(End::Failed(_))));
+        fw.unsubscribe(&s); // idempotent after the end
+        assert_eq!(fw.nsubs.load(Ordering::Acquire), 0);
+    }
+}

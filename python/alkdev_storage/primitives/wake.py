@@ -75,14 +75,19 @@ class _Bridge:
         self._sink: _native.WakeSink | None = None
         self._hubs: dict[int, WakeHub] = {}
         self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def on_bridge_thread(self) -> bool:
+        return threading.current_thread() is self._thread
 
     def add(self, hub: WakeHub, sub: _native.UpdateSubscription) -> int:
         with self._lock:
             if self._sink is None:
                 self._sink = _native.WakeSink()
-                threading.Thread(
+                self._thread = threading.Thread(
                     target=self._run, args=(self._sink,), name="alkdev-storage-wake", daemon=True
-                ).start()
+                )
+                self._thread.start()
             self._next += 1
             key = self._next
             self._hubs[key] = hub
@@ -281,7 +286,7 @@ class WakeHub:
                 sub.close()  # the bridge thread sees the end and finishes the hub
             except Exception:
                 pass
-            if join and threading.current_thread().name != "alkdev-storage-wake":
+            if join and not _BRIDGE.on_bridge_thread():
                 self._done.wait(timeout)
 
 
