@@ -81,7 +81,9 @@ def test_no_commit_from_another_process_is_missed(tmp_path, n_files):
     for t in ths:
         t.join(60)
     assert final == dict.fromkeys(range(n_files), n)
-    assert all(1 <= wakes[i] <= n for i in range(n_files)), wakes
+    # Ticks coalesce (fewer wakes than commits is fine); a WAL reset or a
+    # checkpoint may add a spurious one.
+    assert all(1 <= wakes[i] <= 2 * n for i in range(n_files)), wakes
     for db in dbs:
         db.close()
 
@@ -291,3 +293,4 @@ def test_wake_sink_reports_ticks_and_ends(db):
         sink.wait(1)
     with pytest.raises(ValueError):
         alkdev_storage._native.WakeSink().wait(-1)
+

@@ -228,11 +228,14 @@ struct ReaderState<C> {
 struct Janitors {
     pools: Vec<(u64, Box<dyn Fn() + Send>)>,
     running: bool,
+    /// The process the thread runs in (a fork() child has no thread).
+    pid: u32,
 }
 
 static JANITORS: Mutex<Janitors> = Mutex::new(Janitors {
     pools: Vec::new(),
     running: false,
+    pid: 0,
 });
 static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
 
@@ -240,6 +243,9 @@ fn janitor_register(sweep: Box<dyn Fn() + Send>) -> u64 {
     let id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
     let mut j = JANITORS.lock();
     j.pools.push((id, sweep));
+    if j.running && j.pid != std::process::id() {
+        j.running = false;
+    }
     if !j.running {
         let spawned = std::thread::Builder::new()
             .name("alkdev-reader-janitor".into())
@@ -255,6 +261,7 @@ fn janitor_register(sweep: Box<dyn Fn() + Send>) -> u64 {
                 }
             });
         j.running = spawned.is_ok();
+        j.pid = std::process::id();
     }
     id
 }

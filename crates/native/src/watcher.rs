@@ -325,6 +325,9 @@ impl Entry {
 struct HubState {
     entries: Vec<Entry>,
     thread: bool,
+    /// The process the poll thread runs in: a child made by fork() has
+    /// the parent's state but not its thread.
+    pid: u32,
 }
 
 struct Hub {
@@ -336,6 +339,7 @@ static HUB: Hub = Hub {
     st: Mutex::new(HubState {
         entries: Vec::new(),
         thread: false,
+        pid: 0,
     }),
     cv: Condvar::new(),
 };
@@ -391,7 +395,14 @@ pub fn watch(
     });
     let now = Instant::now();
     let mut st = HUB.st.lock();
-    // Spread the stat() checks over the second.
+    if st.thread && st.pid != std::process::id() {
+        // After fork(): the parent's watches are not ours (their
+        // connections belong to the parent: leak them, never close them
+        // here) and the poll thread is gone.
+        std::mem::forget(std::mem::take(&mut st.entries));
+        st.thread = false;
+    }
+    // Spread the stat() checks over the period.
     let spread = STAT_EVERY.mul_f64((st.entries.len() % 97) as f64 / 97.0);
     st.entries.push(Entry {
         file: file.clone(),
@@ -409,6 +420,7 @@ pub fn watch(
             .spawn(run)
             .map_err(|e| format!("cannot start the update watcher thread: {e}"))?;
         st.thread = true;
+        st.pid = std::process::id();
     }
     HUB.cv.notify_all();
     Ok(file)

@@ -33,6 +33,7 @@ Decisions
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import weakref
@@ -77,6 +78,14 @@ class _Bridge:
         self._next = 0
         self._thread: threading.Thread | None = None
 
+    def _after_fork(self) -> None:
+        """In a child made by fork(): the parent's thread and sink are not
+        ours; the next hub starts a new bridge."""
+        self._lock = threading.Lock()
+        self._sink = None
+        self._hubs = {}
+        self._thread = None
+
     def on_bridge_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
@@ -109,6 +118,7 @@ class _Bridge:
 
 
 _BRIDGE = _Bridge()
+os.register_at_fork(after_in_child=_BRIDGE._after_fork)
 
 
 class WakeHub:
