@@ -303,19 +303,34 @@ class Snapshot:
 @final
 class UpdateSubscription:
     """Wake-ups on every commit to the database file, from any process,
-    through the Database's one shared update watcher thread (it polls
-    ``PRAGMA data_version``). Ticks coalesce: after a wake-up, re-read the
-    state you care about."""
+    through the process's one update watcher thread (it polls each watched
+    file's WAL-index header, docs/0012-one-watcher.md). Ticks coalesce:
+    after a wake-up, re-read the state you care about. A deleted or
+    replaced file ends it with ``InterfaceError`` naming the path."""
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block with the GIL released until a commit is observed (True) or
         ``timeout_s`` seconds pass (False; None waits without limit).
         Raises ``ValueError`` for a negative or non-finite timeout and
         ``InterfaceError`` once the subscription or the Database is closed,
-        or when another thread is already waiting on it."""
+        or the file was deleted or replaced."""
+    def forward_to(self, sink: WakeSink, key: int) -> None:
+        """Also report ticks and the end of this subscription to ``sink`` as
+        ``key`` (consume a tick with ``wait(0)``)."""
     def close(self) -> None:
         """Stop receiving ticks (idempotent); a thread blocked in
         :meth:`wait` wakes with ``InterfaceError``."""
+
+class WakeSink:
+    """One thread waiting on many subscriptions (the process's asyncio wake
+    bridge): keys of forwarded subscriptions that got a tick or ended."""
+
+    def __init__(self) -> None: ...
+    def wait(self, timeout_s: float | None = None) -> list[int]:
+        """Block with the GIL released for keys (an empty list on timeout);
+        ``InterfaceError`` once closed."""
+    def close(self) -> None:
+        """Wake every waiter with ``InterfaceError`` (idempotent)."""
 
 class Database:
     """An open database file: one writer slot and a bounded pool of reader

@@ -222,20 +222,81 @@ struct ReaderState<C> {
     holders: Vec<usize>,
 }
 
-/// Stop flag + condvar shared with the janitor thread, and its handle.
-type Janitor = (Arc<(Mutex<bool>, Condvar)>, std::thread::JoinHandle<()>);
+/// One janitor thread for the whole process (whatever the number of
+/// pools): every [`IDLE_SNAPSHOT`] it runs each registered pool's sweep.
+/// It exits when no pool is registered and starts again with the next.
+struct Janitors {
+    pools: Vec<(u64, Box<dyn Fn() + Send>)>,
+    running: bool,
+    /// The process the thread runs in (a fork() child has no thread).
+    pid: u32,
+}
+
+static JANITORS: Mutex<Janitors> = Mutex::new(Janitors {
+    pools: Vec::new(),
+    running: false,
+    pid: 0,
+});
+static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
+
+fn janitor_register(sweep: Box<dyn Fn() + Send>) -> u64 {
+    let id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
+    let mut j = JANITORS.lock();
+    j.pools.push((id, sweep));
+    if j.running && j.pid != std::process::id() {
+        j.running = false;
+    }
+    if !j.running {
+        let spawned = std::thread::Builder::new()
+            .name("alkdev-reader-janitor".into())
+            .spawn(|| loop {
+                std::thread::sleep(IDLE_SNAPSHOT);
+                let mut j = JANITORS.lock();
+                if j.pools.is_empty() {
+                    j.running = false;
+                    return;
+                }
+                for (_, sweep) in j.pools.iter() {
+                    sweep();
+                }
+            });
+        j.running = spawned.is_ok();
+        j.pid = std::process::id();
+    }
+    id
+}
+
+fn janitor_unregister(id: u64) {
+    let gone = {
+        let mut j = JANITORS.lock();
+        j.pools
+            .iter()
+            .position(|(i, _)| *i == id)
+            .map(|i| j.pools.swap_remove(i))
+    };
+    drop(gone);
+}
 
 pub struct ReaderPool<C> {
     state: Arc<Mutex<ReaderState<C>>>,
     available: Condvar,
     closed: AtomicBool,
     max: usize,
-    janitor: Mutex<Option<Janitor>>,
+    /// Registration with the process-wide janitor, once a reader opened.
+    janitor: Mutex<Option<u64>>,
 }
 
 /// How long an idle reader may keep its implicit read transaction (and so
 /// pin the WAL against checkpoints) before the janitor ends it.
 pub const IDLE_SNAPSHOT: Duration = Duration::from_millis(100);
+
+impl<C> Drop for ReaderPool<C> {
+    fn drop(&mut self) {
+        if let Some(id) = self.janitor.get_mut().take() {
+            janitor_unregister(id);
+        }
+    }
+}
 
 fn remove_one(v: &mut Vec<usize>, tag: usize) {
     if let Some(i) = v.iter().position(|&h| h == tag) {
@@ -258,43 +319,27 @@ impl<C: PoolConn> ReaderPool<C> {
         }
     }
 
-    /// Start the janitor thread (once): every 100 ms it ends the implicit
-    /// read transactions of readers idle for longer than IDLE_SNAPSHOT, so
-    /// an idle pool never holds old snapshots that stop checkpoints.
+    /// Register with the process-wide janitor (once): every 100 ms it
+    /// ends the implicit read transactions of readers idle for longer than
+    /// IDLE_SNAPSHOT, so an idle pool never holds old snapshots that stop
+    /// checkpoints.
     fn ensure_janitor(&self) {
         let mut j = self.janitor.lock();
         if j.is_some() {
             return;
         }
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let stop_t = stop.clone();
         let state = self.state.clone();
-        let handle = std::thread::Builder::new()
-            .name("alkdev-reader-janitor".into())
-            .spawn(move || {
-                let (flag, cv) = &*stop_t;
-                let mut stopped = flag.lock();
-                while !*stopped {
-                    cv.wait_for(&mut stopped, IDLE_SNAPSHOT);
-                    if *stopped {
-                        break;
-                    }
-                    let mut st = state.lock();
-                    for c in st.idle.iter_mut() {
-                        c.end_stale_read(IDLE_SNAPSHOT);
-                    }
-                }
-            });
-        if let Ok(h) = handle {
-            *j = Some((stop, h));
-        }
+        *j = Some(janitor_register(Box::new(move || {
+            let mut st = state.lock();
+            for c in st.idle.iter_mut() {
+                c.end_stale_read(IDLE_SNAPSHOT);
+            }
+        })));
     }
 
     fn stop_janitor(&self) {
-        if let Some((stop, h)) = self.janitor.lock().take() {
-            *stop.0.lock() = true;
-            stop.1.notify_all();
-            let _ = h.join();
+        if let Some(id) = self.janitor.lock().take() {
+            janitor_unregister(id);
         }
     }
 

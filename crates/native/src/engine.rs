@@ -8,12 +8,13 @@
 use crate::conn::Conn;
 use crate::errors::{self, OperationalError, ProgrammingError};
 use crate::functions::Registry;
+use crate::watcher::{self, FileWatch};
 use alkdev_storage_core::pool::{PoolError, ReaderPool, Waiter, WriterSlot};
 use alkdev_storage_core::registry::{self, FileId, Shared};
-use honker_core::{SharedUpdateWatcher, WatcherConfig};
+use honker_core::WatcherConfig;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -210,7 +211,7 @@ pub struct DbInner {
     free_slots: Mutex<Vec<usize>>,
     next_slot: AtomicUsize,
     next_stmt_id: AtomicU64,
-    watcher: Mutex<Option<Arc<SharedUpdateWatcher>>>,
+    watcher: Mutex<Option<Arc<FileWatch>>>,
     pub funcs: Arc<Registry>,
 }
 
@@ -369,23 +370,34 @@ impl DbInner {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         if let Some(w) = self.watcher.lock().take() {
-            let _ = w.close();
+            watcher::unwatch(&w);
         }
         self.writer.close();
         self.readers.close();
     }
 
-    /// The shared update watcher (one poll thread per engine).
-    pub fn shared_watcher(&self) -> PyResult<Arc<SharedUpdateWatcher>> {
-        self.check_open()?;
+    /// The watch of this file by the process-wide update watcher (created
+    /// on first use; see `crate::watcher`). Call without the GIL: the
+    /// first call opens the watcher's connection.
+    pub fn file_watch(&self) -> Result<Arc<FileWatch>, String> {
+        if self.is_closed() {
+            return Err(String::new());
+        }
         let mut guard = self.watcher.lock();
         if let Some(w) = guard.as_ref() {
             return Ok(w.clone());
         }
-        let w = Arc::new(SharedUpdateWatcher::new_with_config(
-            PathBuf::from(&self.path),
-            self.options.watcher.clone(),
-        ));
+        let identity = self.file_id.map(|id| (self.key.clone(), id));
+        let w = watcher::watch(
+            &self.path,
+            &self.path,
+            identity,
+            self.options.watcher.poll_interval,
+        )?;
+        if self.is_closed() {
+            watcher::unwatch(&w);
+            return Err(String::new());
+        }
         *guard = Some(w.clone());
         Ok(w)
     }

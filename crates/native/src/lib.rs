@@ -28,6 +28,7 @@ mod route;
 mod rows;
 mod session;
 mod sqltext;
+mod watcher;
 
 use pyo3::prelude::*;
 

@@ -2,14 +2,17 @@
 
 Decisions
 ---------
-* One honker-core update watcher per Database (the native
-  ``db.subscribe_updates()``: a single ``PRAGMA data_version`` poll thread,
-  1 ms by default, shared by every subscription of that Database).
-* asyncio: one Python bridge thread per Database (:class:`WakeHub`), never
-  one per listener. It blocks (GIL released) on a single subscription and,
-  on each commit tick, bumps a generation counter and resolves every
-  registered asyncio future with one ``call_soon_threadsafe`` per event
-  loop. No busy polling: an idle hub costs one blocked thread.
+* One update watcher thread for the whole process (the native
+  ``db.subscribe_updates()``: it polls every watched file's WAL-index
+  header, 1 ms by default, see docs/0012-one-watcher.md).
+* asyncio: one hub per Database (:class:`WakeHub`) holding one
+  subscription, and one Python bridge thread for the whole process
+  (:class:`_Bridge`), never one per listener or per Database. The hubs'
+  subscriptions forward their ticks to one native ``WakeSink``; the bridge
+  blocks on it (GIL released) and, for each hub with a tick, bumps the
+  hub's generation counter and resolves every registered asyncio future
+  with one ``call_soon_threadsafe`` per event loop. No busy polling: idle
+  hubs cost nothing but the one blocked bridge thread.
 * Blocking iteration: each blocking iterator owns an ``UpdateSubscription``
   (a channel on the same shared watcher, no thread of its own) and waits on
   it with the GIL released.
@@ -19,17 +22,18 @@ Decisions
 * No lost wake-ups: a waiter takes its wake token (generation, or its own
   subscription) *before* it reads the database, and sleeps only if no tick
   arrived since. Ticks coalesce; every wake re-reads state.
-* Closing the Database ends the watcher; the hub thread exits, and every
+* Closing the Database ends the watcher; the hub ends, and every
   open iterator (sync or async) stops cleanly (``StopIteration`` /
   ``StopAsyncIteration``). If the watcher dies while the Database is still
   open (file replaced), iterators raise ``InterfaceError``.
 * The hub holds only a weak reference to the Database; garbage-collecting
-  the Database stops the hub.
+  the Database stops the hub (``Database.__del__``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import weakref
@@ -62,6 +66,61 @@ def _resolve_all(futs: set[asyncio.Future[None]]) -> None:
             f.set_result(None)
 
 
+class _Bridge:
+    """The process's one asyncio bridge thread: waits on the ``WakeSink``
+    every started hub forwards its subscription to, and hands each tick to
+    its hub."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sink: _native.WakeSink | None = None
+        self._hubs: dict[int, WakeHub] = {}
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def _after_fork(self) -> None:
+        """In a child made by fork(): the parent's thread and sink are not
+        ours; the next hub starts a new bridge."""
+        self._lock = threading.Lock()
+        self._sink = None
+        self._hubs = {}
+        self._thread = None
+
+    def on_bridge_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def add(self, hub: WakeHub, sub: _native.UpdateSubscription) -> int:
+        with self._lock:
+            if self._sink is None:
+                self._sink = _native.WakeSink()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._sink,), name="alkdev-storage-wake", daemon=True
+                )
+                self._thread.start()
+            self._next += 1
+            key = self._next
+            self._hubs[key] = hub
+            sink = self._sink
+        sub.forward_to(sink, key)
+        return key
+
+    def remove(self, key: int) -> None:
+        with self._lock:
+            self._hubs.pop(key, None)
+
+    def _run(self, sink: _native.WakeSink) -> None:
+        while True:
+            keys = sink.wait(None)  # blocks with the GIL released
+            with self._lock:
+                hubs = [h for h in map(self._hubs.get, dict.fromkeys(keys)) if h is not None]
+            for hub in hubs:
+                hub._ready()
+
+
+_BRIDGE = _Bridge()
+os.register_at_fork(after_in_child=_BRIDGE._after_fork)
+
+
 class WakeHub:
     """Bridges one update subscription into asyncio for one Database
     (``db.wake_hub()``)."""
@@ -69,14 +128,15 @@ class WakeHub:
     __slots__ = (
         "__weakref__",
         "_db_ref",
+        "_done",
         "_ended",
         "_error",
         "_gen",
+        "_key",
         "_lock",
         "_path",
         "_stopping",
         "_sub",
-        "_thread",
         "_waiters",
     )
 
@@ -87,7 +147,8 @@ class WakeHub:
         self._gen = 0
         self._waiters: dict[asyncio.AbstractEventLoop, set[asyncio.Future[None]]] = {}
         self._sub: _native.UpdateSubscription | None = None
-        self._thread: threading.Thread | None = None
+        self._key = 0
+        self._done = threading.Event()
         self._ended = False
         self._stopping = False
         self._error: str | None = None
@@ -96,8 +157,8 @@ class WakeHub:
 
     @property
     def ended(self) -> bool:
-        """True once the bridge thread has stopped (Database closed, or the
-        watcher died)."""
+        """True once the hub has stopped (Database closed, or the watcher
+        died)."""
         return self._ended
 
     def __repr__(self) -> str:
@@ -117,9 +178,8 @@ class WakeHub:
 
     @property
     def running(self) -> bool:
-        """True while the bridge thread runs."""
-        t = self._thread
-        return t is not None and t.is_alive()
+        """True while the hub is bridged (started and not ended)."""
+        return self._sub is not None and not self._ended
 
     def token(self) -> int:
         """The current generation; starts the bridge on first use. Take it
@@ -135,43 +195,46 @@ class WakeHub:
             db = self._db_ref()
             if db is None:
                 self._ended = True
+                self._done.set()
                 return
             sub = db.subscribe_updates()  # InterfaceError if already closed
             self._sub = sub
-            t = threading.Thread(
-                target=self._run,
-                args=(sub,),
-                name=f"alkdev-storage-wake:{self._path}",
-                daemon=True,
-            )
-            self._thread = t
-            t.start()
+        self._key = _BRIDGE.add(self, sub)
 
     # -- bridge thread -----------------------------------------------
 
-    def _run(self, sub: _native.UpdateSubscription) -> None:
-        failure: BaseException | None = None
+    def _ready(self) -> None:
+        """On the bridge thread: the subscription got a tick or ended."""
+        sub = self._sub
+        if sub is None or self._ended:
+            return
         try:
-            while True:
-                if sub.wait(None):  # blocks with the GIL released
-                    self._fire()
+            if sub.wait(0):
+                self._fire()
         except BaseException as e:
-            failure = e
-        finally:
-            db = self._db_ref()
-            with self._lock:
-                self._ended = True
-                clean = self._stopping or db is None or db.closed
-                if not clean:
-                    self._error = (
-                        f"the update watcher of {self._path!r} stopped ({failure}); "
-                        "the database file may have been replaced: reopen it"
-                    )
-            self._fire()
+            self._finish(e)
+
+    def _finish(self, failure: BaseException) -> None:
+        db = self._db_ref()
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            clean = self._stopping or db is None or db.closed
+            if not clean:
+                self._error = (
+                    f"the update watcher of {self._path!r} stopped ({failure}); "
+                    "the database file may have been replaced: reopen it"
+                )
+        _BRIDGE.remove(self._key)
+        self._fire()
+        sub = self._sub
+        if sub is not None:
             try:
                 sub.close()
             except Exception:
                 pass
+        self._done.set()
 
     def _fire(self) -> None:
         with self._lock:
@@ -220,21 +283,21 @@ class WakeHub:
     # -- shutdown ----------------------------------------------------
 
     def stop(self, join: bool = True, timeout: float = 5.0) -> None:
-        """Stop the bridge thread (idempotent)."""
+        """Stop the hub (idempotent); ``join`` waits until the bridge thread
+        has ended it (its waiters resolved)."""
         with self._lock:
             self._stopping = True
             sub = self._sub
-            thread = self._thread
+            if sub is None:
+                self._ended = True
+                self._done.set()
         if sub is not None:
             try:
-                sub.close()
+                sub.close()  # the bridge thread sees the end and finishes the hub
             except Exception:
                 pass
-        else:
-            with self._lock:
-                self._ended = True
-        if join and thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            if join and not _BRIDGE.on_bridge_thread():
+                self._done.wait(timeout)
 
 
 class WakeIterator:

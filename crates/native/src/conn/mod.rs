@@ -13,6 +13,7 @@ mod open;
 mod script;
 mod stmt_cache;
 mod walindex;
+pub(crate) use walindex::map_region0;
 
 #[cfg(test)]
 mod tests;

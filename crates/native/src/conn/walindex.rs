@@ -14,6 +14,39 @@ use std::ptr;
 /// mapping of region 0 of the `-shm` file; valid while the connection is open.
 pub struct ShmHeader(*const u32);
 
+/// Region 0 of the `-shm` mapping of connection `db`'s main database file,
+/// through the VFS `xShmMap` (SQLite's own mapping, shared by every
+/// connection of this process on the file). Also used by the process-wide
+/// update watcher (`crate::watcher`).
+///
+/// # Safety
+/// `db` is an open connection in WAL mode that has read the database at
+/// least once; the region stays mapped until it closes.
+pub(crate) unsafe fn map_region0(db: *mut ffi::sqlite3) -> Option<*const u32> {
+    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+    let rc = ffi::sqlite3_file_control(
+        db,
+        c"main".as_ptr(),
+        ffi::SQLITE_FCNTL_FILE_POINTER,
+        &mut file as *mut _ as *mut std::ffi::c_void,
+    );
+    if rc != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
+        return None;
+    }
+    let methods = &*(*file).pMethods;
+    if methods.iVersion < 2 {
+        return None;
+    }
+    let shm_map = methods.xShmMap?;
+    let mut region: *mut std::ffi::c_void = ptr::null_mut();
+    // Region 0, WALINDEX_PGSZ (32 KiB), do not extend.
+    let rc = shm_map(file, 0, 32768, 0, &mut region);
+    if rc != ffi::SQLITE_OK || region.is_null() {
+        return None;
+    }
+    Some(region as *const u32)
+}
+
 impl Conn {
     /// The WAL-index header, through SQLite's own mapping of the `-shm` file
     /// (the VFS `xShmMap` of this connection's main database file).
@@ -35,30 +68,8 @@ impl Conn {
                 r.get::<_, i64>(0)
             })
             .ok()?;
-        unsafe {
-            let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
-            let rc = ffi::sqlite3_file_control(
-                self.db,
-                c"main".as_ptr(),
-                ffi::SQLITE_FCNTL_FILE_POINTER,
-                &mut file as *mut _ as *mut std::ffi::c_void,
-            );
-            if rc != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
-                return None;
-            }
-            let methods = &*(*file).pMethods;
-            if methods.iVersion < 2 {
-                return None;
-            }
-            let shm_map = methods.xShmMap?;
-            let mut region: *mut std::ffi::c_void = ptr::null_mut();
-            // Region 0, WALINDEX_PGSZ (32 KiB), do not extend.
-            let rc = shm_map(file, 0, 32768, 0, &mut region);
-            if rc != ffi::SQLITE_OK || region.is_null() {
-                return None;
-            }
-            Some(ShmHeader(region as *const u32))
-        }
+        // SAFETY: the connection is open and in WAL mode.
+        unsafe { map_region0(self.db) }.map(ShmHeader)
     }
 
     /// Readers, before a statement outside any session: keep the implicit

@@ -415,8 +415,8 @@ impl Database {
 
     /// Subscribe to commit ticks on this file (from any process), through
     /// the one shared update watcher of this Database.
-    fn subscribe_updates(&self) -> PyResult<UpdateSubscription> {
-        update_subscription::subscribe(self.db()?)
+    fn subscribe_updates(&self, py: Python<'_>) -> PyResult<UpdateSubscription> {
+        update_subscription::subscribe(py, self.db()?)
     }
 
     /// Release every connection and the watcher thread. Idempotent.

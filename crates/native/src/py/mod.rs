@@ -24,5 +24,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<snapshot::Snapshot>()?;
     m.add_class::<row_iterator::RowIterator>()?;
     m.add_class::<update_subscription::UpdateSubscription>()?;
+    m.add_class::<update_subscription::WakeSink>()?;
     Ok(())
 }

@@ -1,16 +1,15 @@
-//! Wake-ups from honker-core's shared update watcher: one PRAGMA
-//! data_version poll thread per Database, any number of subscribers.
+//! Wake-ups from the process-wide update watcher (`crate::watcher`: one
+//! poll thread for every watched file), any number of subscribers per
+//! Database.
 
 use crate::engine::DbInner;
 use crate::errors;
+use crate::watcher::{End, FileWatch, Sink, Sub};
 use alkdev_storage_core::pool::WAIT_SLICE;
-use honker_core::SharedUpdateWatcher;
-use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// One subscription to the database's commit ticks (from any process).
@@ -18,10 +17,9 @@ use std::time::{Duration, Instant};
 #[pyclass(frozen, module = "alkdev_storage._native")]
 pub struct UpdateSubscription {
     db: Arc<DbInner>,
-    watcher: Arc<SharedUpdateWatcher>,
+    watch: Arc<FileWatch>,
     id: u64,
-    rx: Mutex<Option<Receiver<()>>>,
-    closed: AtomicBool,
+    sub: Arc<Sub>,
 }
 
 #[pymethods]
@@ -40,60 +38,61 @@ impl UpdateSubscription {
                 )))
             }
         };
-        let rx = self.rx.lock().take().ok_or_else(|| {
-            errors::InterfaceError::new_err("subscription is closed or in use by another thread")
-        })?;
-        // Wait in slices with the GIL released, checking for signals
-        // (Ctrl-C) between them.
+        // Wait with the GIL released. Only the main thread runs Python's
+        // signal handlers: it waits in slices and checks for signals
+        // (Ctrl-C) between them; other threads wait in one go (an idle
+        // listener thread costs no wake-ups).
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut rx = rx;
+        let slice_max = if is_main_thread(py) {
+            WAIT_SLICE
+        } else {
+            Duration::from_secs(3600)
+        };
         let r = loop {
             let slice = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
-                None => WAIT_SLICE,
+                Some(d) => d.saturating_duration_since(Instant::now()).min(slice_max),
+                None => slice_max,
             };
-            let (back, r) = py.detach(move || {
-                let r = rx.recv_timeout(slice);
-                (rx, r)
-            });
-            rx = back;
-            match r {
-                Err(RecvTimeoutError::Timeout) => {}
+            let sub = &self.sub;
+            match py.detach(|| sub.wait(slice)) {
+                Ok(false) => {}
                 other => break other,
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                break Err(RecvTimeoutError::Timeout);
+                break Ok(false);
             }
             if unsafe { pyo3::ffi::PyErr_CheckSignals() } != 0 {
-                *self.rx.lock() = Some(rx);
                 return Err(PyErr::fetch(py));
             }
         };
-        *self.rx.lock() = Some(rx);
         match r {
-            Ok(()) => Ok(true),
-            Err(RecvTimeoutError::Timeout) => Ok(false),
-            Err(RecvTimeoutError::Disconnected) => {
-                if self.db.is_closed() {
-                    Err(errors::closed())
-                } else {
-                    Err(errors::InterfaceError::new_err(
-                        "the update watcher stopped",
-                    ))
-                }
-            }
+            Ok(t) => Ok(t),
+            Err(End::Failed(msg)) => Err(errors::InterfaceError::new_err(msg)),
+            Err(_) if self.db.is_closed() => Err(errors::closed()),
+            Err(End::Closed) => Err(errors::InterfaceError::new_err(
+                "the subscription is closed",
+            )),
+            Err(End::Stopped) => Err(errors::InterfaceError::new_err(
+                "the update watcher stopped",
+            )),
         }
+    }
+
+    /// Also report this subscription's ticks (and its end) to `sink` as
+    /// `key`: one thread can then wait on many subscriptions
+    /// (`WakeSink.wait`) and consume each tick with `wait(0)`.
+    fn forward_to(&self, sink: &WakeSink, key: u64) {
+        self.sub.forward_to(sink.sink.clone(), key);
     }
 
     /// Stop receiving ticks (idempotent). A thread blocked in wait() wakes
     /// with InterfaceError.
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.watcher.unsubscribe(self.id);
+        self.watch.unsubscribe(&self.sub);
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.closed.load(Ordering::Acquire) || self.db.is_closed() {
+        let state = if self.sub.ended() || self.db.is_closed() {
             "closed"
         } else {
             "open"
@@ -107,19 +106,105 @@ impl UpdateSubscription {
 
 impl Drop for UpdateSubscription {
     fn drop(&mut self) {
-        self.watcher.unsubscribe(self.id);
+        self.watch.unsubscribe(&self.sub);
     }
 }
 
-pub fn subscribe(db: &Arc<DbInner>) -> PyResult<UpdateSubscription> {
+/// Keys of forwarded subscriptions that got a tick or ended: one thread
+/// waits on many subscriptions (the process's asyncio wake bridge).
+#[pyclass(frozen, module = "alkdev_storage._native")]
+pub struct WakeSink {
+    sink: Arc<Sink>,
+}
+
+#[pymethods]
+impl WakeSink {
+    #[new]
+    fn new() -> Self {
+        WakeSink {
+            sink: Arc::new(Sink::default()),
+        }
+    }
+
+    /// Block (GIL released) until some forwarded subscription got a tick
+    /// or ended, or `timeout_s` passes: their keys (possibly repeated; an
+    /// empty list on timeout). Raises InterfaceError once closed.
+    #[pyo3(signature = (timeout_s=None))]
+    fn wait(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<Vec<u64>> {
+        let timeout = match timeout_s {
+            None => None,
+            Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout_s must be >= 0, got {t}"
+                )))
+            }
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let slice_max = if is_main_thread(py) {
+            WAIT_SLICE
+        } else {
+            Duration::from_secs(3600)
+        };
+        loop {
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(slice_max),
+                None => slice_max,
+            };
+            let sink = &self.sink;
+            match py.detach(|| sink.wait(slice)) {
+                None => return Err(errors::InterfaceError::new_err("the wake sink is closed")),
+                Some(keys) if !keys.is_empty() => return Ok(keys),
+                Some(_) => {}
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Vec::new());
+            }
+            if unsafe { pyo3::ffi::PyErr_CheckSignals() } != 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+    }
+
+    /// Wake every waiter with InterfaceError (idempotent).
+    fn close(&self) {
+        self.sink.close();
+    }
+}
+
+/// True on Python's main thread (the one that runs signal handlers).
+fn is_main_thread(py: Python<'_>) -> bool {
+    static MAIN: OnceLock<u64> = OnceLock::new();
+    let main = MAIN.get_or_init(|| {
+        py.import("threading")
+            .and_then(|t| t.call_method0("main_thread"))
+            .and_then(|t| t.getattr("ident"))
+            .and_then(|i| i.extract::<u64>())
+            .unwrap_or(0)
+    });
+    *main == 0 || *main == unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64
+}
+
+static NEXT_SUB_ID: AtomicU64 = AtomicU64::new(1);
+
+pub fn subscribe(py: Python<'_>, db: &Arc<DbInner>) -> PyResult<UpdateSubscription> {
+    db.check_open()?;
     let inner = db.clone();
-    let watcher = inner.shared_watcher()?;
-    let (id, rx) = watcher.subscribe();
+    let watch = py.detach(|| inner.file_watch()).map_err(|msg| {
+        if msg.is_empty() || inner.is_closed() {
+            errors::closed()
+        } else {
+            errors::OperationalError::new_err(msg)
+        }
+    })?;
+    let sub = watch.subscribe().map_err(|e| match e {
+        End::Failed(msg) => errors::InterfaceError::new_err(msg),
+        _ => errors::closed(),
+    })?;
     Ok(UpdateSubscription {
         db: inner,
-        watcher,
-        id,
-        rx: Mutex::new(Some(rx)),
-        closed: AtomicBool::new(false),
+        watch,
+        id: NEXT_SUB_ID.fetch_add(1, Ordering::Relaxed),
+        sub,
     })
 }
