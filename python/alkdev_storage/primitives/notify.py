@@ -36,7 +36,7 @@ from alkdev_storage import _native
 from alkdev_storage.errors import InterfaceError
 from alkdev_storage.primitives.fanout import fanout_of
 from alkdev_storage.primitives.payload import decode
-from alkdev_storage.primitives.validate import as_int, check_name, is_closed_error
+from alkdev_storage.primitives.validate import check_name, is_closed_error
 from alkdev_storage.primitives.wake import END, IDLE, NOTHING, WakeIterator, resolve
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ class Listener(WakeIterator):
         max_buffered: int = DEFAULT_MAX_BUFFERED,
     ) -> None:
         check_name(channel, "channel")
-        max_buffered = as_int(max_buffered, "max_buffered")
+        if type(max_buffered) is not int:
+            raise TypeError(f"max_buffered must be an int, got {type(max_buffered).__name__}")
         if max_buffered < 1:
             raise ValueError(f"max_buffered must be >= 1, got {max_buffered}")
         super().__init__(db, timeout)
