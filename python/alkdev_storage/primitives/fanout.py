@@ -29,12 +29,14 @@ Decisions
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import errors as _errors
+from alkdev_storage.primitives.wake import resolve
 
 if TYPE_CHECKING:
     from alkdev_storage import _native
@@ -81,6 +83,8 @@ class Fanout:
         self._force = False
         self._waiting: dict[Listener, None] = {}
         self._async_gen = -1
+        self._aleading = False
+        self._awaiting: dict[Listener, None] = {}
         self._last_read = time.monotonic()
         self._s_read = db.statement(SQL_FANOUT_READ)
         self._s_chan_max = db.statement(SQL_CHANNEL_MAX)
@@ -148,6 +152,7 @@ class Fanout:
                 if not subs:
                     del self._channels[listener.channel]
             self._waiting.pop(listener, None)
+            self._awaiting.pop(listener, None)
             if listener._leader or not self._channels:
                 # Wake the thread blocked on the subscription: swap it for a
                 # new one (or none once nobody listens) and re-read once.
@@ -159,6 +164,7 @@ class Fanout:
                 if old is not None:
                     old.close()
             self._handoff_locked()
+            self._ahandoff_locked()
         listener._ready.set()
 
     def _db(self) -> DatabaseContract:
@@ -195,20 +201,62 @@ class Fanout:
             if len(rows) < FANOUT_BATCH:
                 return
 
-    def poll_async(self, fallback_s: float | None) -> None:
-        """Read once if the wake hub's generation moved since the last
-        asyncio-triggered read (or ``fallback_s`` passed without a read)."""
+    async def wait_async(self, listener: Listener, timeout: float | None) -> None:
+        """asyncio twin of :meth:`wait`: one task (any loop) leads and waits
+        on the wake hub, reads once per commit and wakes the listeners it
+        fed; the others await their own future (no wake per commit)."""
+        loop = asyncio.get_running_loop()
         db = self._db()
-        gen = db.wake_hub().token()
-        if gen == self._async_gen and not self._force:
-            if fallback_s is None or time.monotonic() - self._last_read < fallback_s:
-                return
+        hub = db.wake_hub()
         with self._lock:
-            if self._sub is None:
+            if listener._buffer or listener._closed:
                 return
-            self._async_gen = gen
-            self._force = False
-            self._read_locked()
+            lead = not self._aleading
+            if lead:
+                self._aleading = True
+            else:
+                fut: asyncio.Future[None] = loop.create_future()
+                listener._fut = fut
+                self._awaiting[listener] = None
+        if not lead:
+            handle = (
+                loop.call_later(max(0.0, timeout), resolve, fut) if timeout is not None else None
+            )
+            try:
+                await fut
+            finally:
+                listener._fut = None
+                if handle is not None:
+                    handle.cancel()
+                with self._lock:
+                    self._awaiting.pop(listener, None)
+                    self._ahandoff_locked()
+            return
+        try:
+            fallback = listener.fallback_poll_s
+            gen = hub.token()
+            if gen == self._async_gen and not self._force:
+                wait_s = _shorter(timeout, fallback)
+                await hub.wait(gen, wait_s, listener)
+                if hub.ended:
+                    return
+                gen = hub.token()
+                if gen == self._async_gen and not self._force:
+                    if fallback is None or time.monotonic() - self._last_read < fallback:
+                        return
+            with self._lock:
+                if self._sub is not None:
+                    self._async_gen = gen
+                    self._force = False
+                    self._read_locked()
+        finally:
+            with self._lock:
+                self._aleading = False
+                self._ahandoff_locked()
+
+    def _ahandoff_locked(self) -> None:
+        if not self._aleading and self._awaiting:
+            wake_future(next(iter(self._awaiting))._fut)
 
     # -- blocking wait (leader / follower) ------------------------------
 
@@ -245,13 +293,7 @@ class Fanout:
                     self._read_locked()
                 return
             fallback = listener.fallback_poll_s
-            wait_s = (
-                timeout
-                if fallback is None
-                else fallback
-                if timeout is None
-                else min(timeout, fallback)
-            )
+            wait_s = _shorter(timeout, fallback)
             try:
                 ticked = sub.wait(wait_s)
             except _errors.InterfaceError:
@@ -283,5 +325,32 @@ class Fanout:
         """The Database closed: wake every waiter."""
         with self._lock:
             waiting = list(self._waiting)
+            awaiting = list(self._awaiting)
         for lst in waiting:
             lst._ready.set()
+        for lst in awaiting:
+            wake_future(lst._fut)
+
+
+def _shorter(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+def wake_future(fut: asyncio.Future[None] | None) -> None:
+    """Resolve ``fut`` from any thread (no-op for None or done)."""
+    if fut is None or fut.done():
+        return
+    loop = fut.get_loop()
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        fut.set_result(None)
+        return
+    try:
+        loop.call_soon_threadsafe(resolve, fut)
+    except RuntimeError:
+        pass  # that loop is closed

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from alkdev_storage import _native
 from alkdev_storage.errors import InterfaceError
-from alkdev_storage.primitives.fanout import fanout_of
+from alkdev_storage.primitives.fanout import fanout_of, wake_future
 from alkdev_storage.primitives.payload import decode
 from alkdev_storage.primitives.validate import check_name, is_closed_error
 from alkdev_storage.primitives.wake import END, IDLE, NOTHING, WakeIterator, resolve
@@ -143,17 +143,48 @@ class Listener(WakeIterator):
             self.dropped += 1
         buf.append(n)
         self._ready.set()
+        if self._fut is not None:
+            wake_future(self._fut)
 
     def _poll(self) -> Any:
-        # The asyncio path (WakeIterator._next_async).
         buf = self._buffer
         if not buf:
-            self._fan.poll_async(self.fallback_poll_s)
-            if not buf:
-                return NOTHING
+            return NOTHING
         n = buf.popleft()
         self._last_seen = n.id
         return n
+
+    async def _next_async(self, timeout: float | None) -> Any:
+        if self._closed:
+            return END
+        db = self._db
+        fan = self._fan
+        deadline = None if timeout is None else time.monotonic() + timeout
+        buf = self._buffer
+        try:
+            while True:
+                if buf:
+                    n = buf.popleft()
+                    self._last_seen = n.id
+                    return n
+                if self._closed:
+                    return END
+                hub = db.wake_hub()
+                if db.closed or hub.ended:
+                    hub.raise_if_failed()
+                    fan.end()
+                    return self._end()
+                remaining = None
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return IDLE
+                await fan.wait_async(self, remaining)
+        except InterfaceError:
+            if self._closed or db.closed:
+                fan.end()
+                return self._end()
+            raise
 
     def _wait_hint(self) -> float | None:
         return self.fallback_poll_s
