@@ -32,6 +32,16 @@ BODIES = {
                 pass
         asyncio.run(main())
     """,
+    "listen_async_follower": """
+        import asyncio
+        async def main():
+            lead = db.listen('c')
+            task = asyncio.create_task(lead.aget(600))
+            await asyncio.sleep(0.2)  # that task leads; main awaits its own future
+            async for n in db.listen('c'):
+                pass
+        asyncio.run(main())
+    """,
     "claim": "for job in db.queue('q').claim('w', idle_poll_s=None): pass",
     "claim_async": """
         import asyncio
