@@ -209,7 +209,7 @@ class Fanout:
         db = self._db()
         hub = db.wake_hub()
         with self._lock:
-            if listener._buffer or listener._closed:
+            if listener._buffer or listener.closed:
                 return
             lead = not self._aleading
             if lead:
@@ -265,7 +265,7 @@ class Fanout:
         passes, leadership is handed over, or the listener/Database ends.
         Raises InterfaceError if the watcher died under an open Database."""
         with self._lock:
-            if listener._buffer or listener._closed:
+            if listener._buffer or listener.closed:
                 return
             lead = not self._leading
             if lead:
