@@ -185,3 +185,45 @@ def test_delivery_matches_table(db, batches, listened) -> None:  # type: ignore[
     finally:
         for lst in listeners.values():
             lst.close()
+
+
+def test_sync_and_async_listeners_on_two_loops(db) -> None:  # type: ignore[no-untyped-def]
+    n = 3
+    results: dict[str, list[object]] = {}
+
+    def loop_thread(tag: str) -> None:
+        async def main() -> None:
+            listeners = [db.listen(f"{tag}:{i}") for i in range(4)]
+
+            async def take(lst: object) -> list[object]:
+                return [(await lst.aget(10)).payload for _ in range(n)]  # type: ignore[attr-defined]
+
+            got = await asyncio.gather(*(take(lst) for lst in listeners))
+            results[tag] = got
+
+        asyncio.run(main())
+
+    def sync_thread() -> None:
+        lst = db.listen("s:0")
+        results["sync"] = [lst.get(10).payload for _ in range(n)]
+
+    threads = [
+        threading.Thread(target=loop_thread, args=("x",)),
+        threading.Thread(target=loop_thread, args=("y",)),
+        threading.Thread(target=sync_thread),
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while fanout_of(db).listener_count() < 9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for k in range(n):
+        with db.transaction() as tx:
+            for tag in ("x", "y"):
+                for i in range(4):
+                    tx.notify(f"{tag}:{i}", k)
+            tx.notify("s:0", k)
+        time.sleep(0.02)
+    for t in threads:
+        t.join(20)
+    assert results == {"x": [[0, 1, 2]] * 4, "y": [[0, 1, 2]] * 4, "sync": [0, 1, 2]}
