@@ -57,10 +57,16 @@ from typing import TYPE_CHECKING, Any, Literal, Unpack
 from alkdev_storage import _native
 from alkdev_storage.errors import InterfaceError
 from alkdev_storage.primitives.lock import Lock
-from alkdev_storage.primitives.notify import SQL_NOTIFY, Listener, UpdateEvents
+from alkdev_storage.primitives.notify import (
+    DEFAULT_MAX_BUFFERED,
+    SQL_NOTIFY,
+    Listener,
+    UpdateEvents,
+)
 from alkdev_storage.primitives.outbox import Outbox
 from alkdev_storage.primitives.payload import encode
 from alkdev_storage.primitives.queue import CLAIM_INDEXES, Queue
+from alkdev_storage.primitives.retention import Retention, check_rules, prune
 from alkdev_storage.primitives.scheduler import Scheduler
 from alkdev_storage.primitives.stream import Stream
 from alkdev_storage.primitives.validate import as_int, check_name
@@ -190,6 +196,8 @@ class Database(_native.Database):
         self._outboxes: dict[str, Outbox] = {}
         self._hub: WakeHub | None = None
         self._hub_lock = threading.Lock()
+        # helper "fanout": automatic notification retention (opt-in).
+        self._retention: Retention | None = None
         try:
             with self.transaction() as tx:
                 tx.bootstrap_honker_schema()
@@ -271,10 +279,20 @@ class Database(_native.Database):
         fallback_poll_s: float | None = 15.0,
         *,
         timeout: float | None = None,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
     ) -> Listener:
         """Notifications on ``channel`` from now on (``async for`` or
-        ``for``; ``timeout`` ends iteration after that many idle seconds)."""
-        return Listener(self, channel, fallback_poll_s=fallback_poll_s, timeout=timeout)
+        ``for``; ``timeout`` ends iteration after that many idle seconds).
+        Every listener of this Database is fed by one read per commit; at
+        most ``max_buffered`` wait unread (then the oldest is dropped and
+        ``listener.dropped`` counts it; docs/0014)."""
+        return Listener(
+            self,
+            channel,
+            fallback_poll_s=fallback_poll_s,
+            timeout=timeout,
+            max_buffered=max_buffered,
+        )
 
     def update_events(self, *, timeout: float | None = None) -> UpdateEvents:
         """Yields ``None`` on every commit to this file (any process)."""
@@ -284,26 +302,31 @@ class Database(_native.Database):
         self, older_than_s: int | None = None, max_keep: int | None = None
     ) -> int:
         """Delete notifications older than ``older_than_s`` seconds and/or
-        beyond the newest ``max_keep`` (a row matching either goes).
-        Returns the number deleted."""
-        conditions: list[str] = []
-        params: list[int] = []
-        if older_than_s is not None:
-            conditions.append("created_at < unixepoch() - ?")
-            params.append(as_int(older_than_s, "older_than_s"))
-        if max_keep is not None:
-            keep = as_int(max_keep, "max_keep")
-            if keep < 0:
-                raise ValueError(f"max_keep must be >= 0, got {keep}")
-            row = self.fetchone("SELECT MAX(id) FROM _honker_notifications")
-            threshold = (row[0] or 0) - keep if row else 0
-            if threshold >= 1:
-                conditions.append("id <= ?")
-                params.append(threshold)
-        if not conditions:
-            return 0
-        sql = "DELETE FROM _honker_notifications WHERE " + " OR ".join(conditions)
-        return self.execute(sql, params).changes
+        not among the newest ``max_keep`` of their channel (a row matching
+        either goes; honker's rules), in one write transaction. Returns the
+        number deleted."""
+        older, keep = check_rules(older_than_s, max_keep)
+        return prune(self, older, keep)
+
+    def set_notification_retention(
+        self,
+        older_than_s: int | None = None,
+        max_keep: int | None = None,
+        *,
+        every_s: float = 60.0,
+    ) -> None:
+        """Opt-in automatic :meth:`prune_notifications` every ``every_s``
+        seconds (one daemon thread), never deleting a notification a live
+        listener of this Database has not received yet. Both rules None
+        turns it off."""
+        older, keep = check_rules(older_than_s, max_keep)
+        if not (isinstance(every_s, (int, float)) and every_s > 0):
+            raise ValueError(f"every_s must be a positive number, got {every_s!r}")
+        old, self._retention = self._retention, None
+        if old is not None:
+            old.stop()
+        if older is not None or keep is not None:
+            self._retention = Retention(self, older, keep, float(every_s))
 
     # -- rate limits ---------------------------------------------------
 

@@ -12,10 +12,12 @@ Decisions
 * A :class:`Listener` starts at the channel's current ``MAX(id)``: history
   is not replayed (``pg_notify`` semantics, as in the honker binding). Use a
   stream for durable replay.
-* It reads new rows with a prepared ``SELECT`` on a reader connection
-  (bounded batches of 1000) after every commit tick; ids are monotonic
-  (AUTOINCREMENT, single writer), so delivery is ordered and without
-  duplicates.
+* Listeners of one Database share one reader (:mod:`.fanout`): one
+  prepared ``SELECT`` past the last id read, per commit tick, for every
+  channel, demultiplexed into bounded per-listener buffers (overflow drops
+  the oldest and counts it in ``Listener.dropped``; docs/0014); ids are
+  monotonic (AUTOINCREMENT, single writer), so delivery is ordered and
+  without duplicates.
 * Besides ``async for``, a Listener supports blocking ``for`` and
   ``get(timeout)``; ``listen(..., timeout=s)`` ends iteration after ``s``
   idle seconds.
@@ -25,15 +27,17 @@ Decisions
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
 from alkdev_storage import _native
 from alkdev_storage.errors import InterfaceError
+from alkdev_storage.primitives.fanout import fanout_of, wake_future
 from alkdev_storage.primitives.payload import decode
 from alkdev_storage.primitives.validate import check_name, is_closed_error
-from alkdev_storage.primitives.wake import NOTHING, WakeIterator, resolve
+from alkdev_storage.primitives.wake import END, IDLE, NOTHING, WakeIterator, resolve
 
 if TYPE_CHECKING:
     import asyncio
@@ -42,16 +46,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SQL_NOTIFY", "Listener", "Notification", "UpdateEvents"]
 
-_LISTEN_BATCH = 1000
+DEFAULT_MAX_BUFFERED = 10_000
 _UNSET: Any = object()
 
 # ?1 channel ?2 payload (JSON text): the row honker-core's notify() inserts.
 SQL_NOTIFY = "INSERT INTO _honker_notifications (channel, payload) VALUES (?1, ?2) RETURNING id"
-SQL_LISTEN_READ = (
-    "SELECT id, channel, payload, created_at FROM _honker_notifications "
-    "WHERE channel = ?1 AND id > ?2 ORDER BY id LIMIT " + str(_LISTEN_BATCH)
-)
-SQL_LISTEN_START = "SELECT COALESCE(MAX(id), 0) FROM _honker_notifications WHERE channel = ?1"
 
 
 class Notification:
@@ -96,7 +95,12 @@ class Notification:
 
 class Listener(WakeIterator):
     """Iterator over notifications published to ``channel`` after it was
-    created (sync and async; see :mod:`alkdev_storage.primitives.notify`)."""
+    created (sync and async; see :mod:`alkdev_storage.primitives.notify`).
+
+    Fed by the Database's one :class:`~alkdev_storage.primitives.fanout.Fanout`
+    (one read per commit for every listener). At most ``max_buffered``
+    notifications wait in its buffer; beyond that the oldest is dropped and
+    :attr:`dropped` counts it."""
 
     def __init__(
         self,
@@ -105,39 +109,129 @@ class Listener(WakeIterator):
         fallback_poll_s: float | None = 15.0,
         *,
         timeout: float | None = None,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
     ) -> None:
         check_name(channel, "channel")
+        if type(max_buffered) is not int:
+            raise TypeError(f"max_buffered must be an int, got {type(max_buffered).__name__}")
+        if max_buffered < 1:
+            raise ValueError(f"max_buffered must be >= 1, got {max_buffered}")
         super().__init__(db, timeout)
         self.db = db
         self.channel = channel
         self.fallback_poll_s = None if fallback_poll_s is None else float(fallback_poll_s)
+        self.max_buffered = max_buffered
+        self.dropped = 0
+        """Notifications dropped because the buffer was full."""
         self._buffer: deque[Notification] = deque()
-        self._s_read = db.statement(SQL_LISTEN_READ)
-        row = db.fetchone(db.statement(SQL_LISTEN_START), (channel,))
-        self._last_seen: int = int(row[0]) if row else 0
+        self._ready = threading.Event()
+        self._leader = False
+        self._fan = fanout_of(db)
+        self._start: int = self._fan.register(self)
+        self._last_seen: int = self._start
 
     @property
     def last_seen(self) -> int:
-        """Id of the last notification read from the table."""
+        """Id of the last notification handed out (the start id before)."""
         return self._last_seen
+
+    def _push(self, n: Notification) -> None:
+        # Called by the fan-out under its lock.
+        buf = self._buffer
+        if len(buf) >= self.max_buffered:
+            buf.popleft()
+            self.dropped += 1
+        buf.append(n)
+        self._ready.set()
+        if self._fut is not None:
+            wake_future(self._fut)
 
     def _poll(self) -> Any:
         buf = self._buffer
-        if buf:
-            return buf.popleft()
-        rows = self.db.fetchall(self._s_read, (self.channel, self._last_seen))
-        if not rows:
+        if not buf:
             return NOTHING
-        self._last_seen = rows[-1][0]
-        make = Notification._from_tuple
-        buf.extend(make(r) for r in rows)
-        return buf.popleft()
+        n = buf.popleft()
+        self._last_seen = n.id
+        return n
+
+    async def _next_async(self, timeout: float | None) -> Any:
+        if self._closed:
+            return END
+        db = self._db
+        fan = self._fan
+        deadline = None if timeout is None else time.monotonic() + timeout
+        buf = self._buffer
+        try:
+            while True:
+                if buf:
+                    n = buf.popleft()
+                    self._last_seen = n.id
+                    return n
+                if self._closed:
+                    return END
+                hub = db.wake_hub()
+                if db.closed or hub.ended:
+                    hub.raise_if_failed()
+                    fan.end()
+                    return self._end()
+                remaining = None
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return IDLE
+                await fan.wait_async(self, remaining)
+        except InterfaceError:
+            if self._closed or db.closed:
+                fan.end()
+                return self._end()
+            raise
 
     def _wait_hint(self) -> float | None:
         return self.fallback_poll_s
 
+    def _next_blocking(self, timeout: float | None) -> Any:
+        if self._closed:
+            return END
+        db = self._db
+        fan = self._fan
+        deadline = None if timeout is None else time.monotonic() + timeout
+        buf = self._buffer
+        try:
+            while True:
+                if buf:
+                    n = buf.popleft()
+                    self._last_seen = n.id
+                    return n
+                if self._closed:
+                    return END
+                if db.closed:
+                    return self._end()
+                remaining = None
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return IDLE
+                fan.wait(self, remaining)
+        except InterfaceError:
+            if self._closed or db.closed:
+                fan.end()
+                return self._end()
+            raise
+        finally:
+            fan.leave()
+
+    def _end(self) -> Any:
+        self._fan.unregister(self)
+        return super()._end()
+
+    def _on_close(self, exc: BaseException | None) -> None:
+        self._fan.unregister(self)
+
     def __repr__(self) -> str:
-        return f"<Listener channel={self.channel!r} last_seen={self._last_seen}>"
+        return (
+            f"<Listener channel={self.channel!r} last_seen={self._last_seen} "
+            f"buffered={len(self._buffer)} dropped={self.dropped}>"
+        )
 
 
 class UpdateEvents:
