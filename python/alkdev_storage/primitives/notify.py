@@ -146,13 +146,18 @@ class Listener(WakeIterator):
         if self._fut is not None:
             wake_future(self._fut)
 
-    def _poll(self) -> Any:
+    def _take(self) -> Notification | None:
+        """The oldest buffered notification (marked as seen), or None."""
         buf = self._buffer
         if not buf:
-            return NOTHING
+            return None
         n = buf.popleft()
         self._last_seen = n.id
         return n
+
+    def _poll(self) -> Any:
+        n = self._take()
+        return NOTHING if n is None else n
 
     async def _next_async(self, timeout: float | None) -> Any:
         if self._closed:
@@ -160,12 +165,10 @@ class Listener(WakeIterator):
         db = self._db
         fan = self._fan
         deadline = None if timeout is None else time.monotonic() + timeout
-        buf = self._buffer
         try:
             while True:
-                if buf:
-                    n = buf.popleft()
-                    self._last_seen = n.id
+                n = self._take()
+                if n is not None:
                     return n
                 if self._closed:
                     return END
@@ -195,12 +198,10 @@ class Listener(WakeIterator):
         db = self._db
         fan = self._fan
         deadline = None if timeout is None else time.monotonic() + timeout
-        buf = self._buffer
         try:
             while True:
-                if buf:
-                    n = buf.popleft()
-                    self._last_seen = n.id
+                n = self._take()
+                if n is not None:
                     return n
                 if self._closed:
                     return END

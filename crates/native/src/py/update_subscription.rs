@@ -29,42 +29,12 @@ impl UpdateSubscription {
     /// InterfaceError once the subscription or the Database is closed.
     #[pyo3(signature = (timeout_s=None))]
     fn wait(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<bool> {
-        let timeout = match timeout_s {
-            None => None,
-            Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
-            Some(t) => {
-                return Err(PyValueError::new_err(format!(
-                    "timeout_s must be >= 0, got {t}"
-                )))
-            }
-        };
-        // Wait with the GIL released. Only the main thread runs Python's
-        // signal handlers: it waits in slices and checks for signals
-        // (Ctrl-C) between them; other threads wait in one go (an idle
-        // listener thread costs no wake-ups).
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let slice_max = if is_main_thread(py) {
-            WAIT_SLICE
-        } else {
-            Duration::from_secs(3600)
-        };
-        let r = loop {
-            let slice = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(slice_max),
-                None => slice_max,
-            };
-            let sub = &self.sub;
-            match py.detach(|| sub.wait(slice)) {
-                Ok(false) => {}
-                other => break other,
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break Ok(false);
-            }
-            if unsafe { pyo3::ffi::PyErr_CheckSignals() } != 0 {
-                return Err(PyErr::fetch(py));
-            }
-        };
+        let sub = &self.sub;
+        let r = wait_sliced(py, timeout_s, |slice| match py.detach(|| sub.wait(slice)) {
+            Ok(false) => None,
+            other => Some(other),
+        })?
+        .unwrap_or(Ok(false));
         match r {
             Ok(t) => Ok(t),
             Err(End::Failed(msg)) => Err(errors::InterfaceError::new_err(msg)),
@@ -131,38 +101,18 @@ impl WakeSink {
     /// empty list on timeout). Raises InterfaceError once closed.
     #[pyo3(signature = (timeout_s=None))]
     fn wait(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<Vec<u64>> {
-        let timeout = match timeout_s {
-            None => None,
-            Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
-            Some(t) => {
-                return Err(PyValueError::new_err(format!(
-                    "timeout_s must be >= 0, got {t}"
-                )))
-            }
-        };
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let slice_max = if is_main_thread(py) {
-            WAIT_SLICE
-        } else {
-            Duration::from_secs(3600)
-        };
-        loop {
-            let slice = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(slice_max),
-                None => slice_max,
-            };
-            let sink = &self.sink;
+        let sink = &self.sink;
+        let keys = wait_sliced(py, timeout_s, |slice| {
             match py.detach(|| sink.wait(slice)) {
-                None => return Err(errors::InterfaceError::new_err("the wake sink is closed")),
-                Some(keys) if !keys.is_empty() => return Ok(keys),
-                Some(_) => {}
+                None => Some(None),
+                Some(keys) if !keys.is_empty() => Some(Some(keys)),
+                Some(_) => None,
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(Vec::new());
-            }
-            if unsafe { pyo3::ffi::PyErr_CheckSignals() } != 0 {
-                return Err(PyErr::fetch(py));
-            }
+        })?;
+        match keys {
+            Some(None) => Err(errors::InterfaceError::new_err("the wake sink is closed")),
+            Some(Some(keys)) => Ok(keys),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -207,4 +157,46 @@ pub fn subscribe(py: Python<'_>, db: &Arc<DbInner>) -> PyResult<UpdateSubscripti
         id: NEXT_SUB_ID.fetch_add(1, Ordering::Relaxed),
         sub,
     })
+}
+
+/// Wait in slices with the GIL released until `step` (given the length of
+/// the next slice) returns Some, or `timeout_s` passes (Ok(None)). Only the
+/// main thread runs Python's signal handlers: it waits in slices of
+/// WAIT_SLICE and checks for signals (Ctrl-C) between them; other threads
+/// wait in one go (an idle listener thread costs no wake-ups).
+fn wait_sliced<T>(
+    py: Python<'_>,
+    timeout_s: Option<f64>,
+    mut step: impl FnMut(Duration) -> Option<T>,
+) -> PyResult<Option<T>> {
+    let timeout = match timeout_s {
+        None => None,
+        Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => {
+            return Err(PyValueError::new_err(format!(
+                "timeout_s must be >= 0, got {t}"
+            )))
+        }
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let slice_max = if is_main_thread(py) {
+        WAIT_SLICE
+    } else {
+        Duration::from_secs(3600)
+    };
+    loop {
+        let slice = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(slice_max),
+            None => slice_max,
+        };
+        if let Some(done) = step(slice) {
+            return Ok(Some(done));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+        if unsafe { pyo3::ffi::PyErr_CheckSignals() } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
 }
