@@ -48,6 +48,7 @@ def test_timeout_defaults_to_five_seconds(db_path: Path) -> None:
 def test_a_bad_timeout_is_refused(db_path: Path, bad: float) -> None:
     with pytest.raises(ValueError, match="timeout"):
         _native.Database(db_path, timeout=bad)
+    assert list(db_path.parent.iterdir()) == []  # nothing was created
 
 
 def test_waiting_for_the_writer_times_out_naming_the_holder(db_path: Path) -> None:
