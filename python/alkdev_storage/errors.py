@@ -190,3 +190,69 @@ __all__ += [
     "TaskFailed",
     "UnknownTaskError",
 ]
+
+
+# ---------------------------------------------------------------------
+# The product's layers (schema, domain, operations, events, tenancy).
+# Each class names what was wrong in its message; attributes carry the
+# details for code that handles them.
+# ---------------------------------------------------------------------
+
+
+class StorageError(Exception):
+    """Base of the errors raised by the layers above the SQLAlchemy dialect
+    (schema, domain, operations, events, tenancy)."""
+
+
+class ValidationFailed(StorageError, ValueError):
+    """Input did not match its schema; nothing was written.
+
+    ``errors`` is a list of ``{"loc": (...), "msg": str, "type": str}``
+    (pydantic's shape); ``field`` is the dotted location of the first
+    error (e.g. ``"attributes.timeout_ms"``)."""
+
+    def __init__(self, message: str, errors: list[dict[str, object]] | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+        self.field = field
+
+
+class ScopeViolation(StorageError, PermissionError):
+    """The principal may not do this (e.g. change a system-scope graph
+    type, or touch another user's user-scope type); nothing was written."""
+
+
+class NotFound(StorageError, LookupError):
+    """The named object does not exist (or is not visible to the caller)."""
+
+
+class MigrationError(StorageError):
+    """A schema migration could not be applied or the file is at an
+    unknown revision."""
+
+
+class SecretError(StorageError):
+    """Base of the encryption errors. Messages never contain plaintext or
+    key material."""
+
+
+class DecryptionFailed(SecretError):
+    """A ciphertext did not decrypt: wrong key, tampered data, or data
+    bound to another place (org, table, column or row)."""
+
+
+class UnknownKeyVersion(SecretError, KeyError):
+    """The key provider has no key of the requested version."""
+
+
+__all__ += [
+    "DecryptionFailed",
+    "MigrationError",
+    "NotFound",
+    "ScopeViolation",
+    "SecretError",
+    "StorageError",
+    "UnknownKeyVersion",
+    "ValidationFailed",
+]

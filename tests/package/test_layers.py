@@ -2,7 +2,8 @@
 another layer's private (leading-underscore) names.
 
 Layers, bottom up: the native module and the exceptions, the primitives,
-the Database, the DB-API driver, the SQLAlchemy dialect. The package root
+the Database, the DB-API driver, the SQLAlchemy dialect, the schema
+(tables and migrations), the domain (modules, models, secrets, catalog). The package root
 (``alkdev_storage/__init__.py``) re-exports everything and is not a layer.
 ``alkdev_storage._native`` is the documented native module: any layer may
 import it (but not reach into its own private names).
@@ -29,6 +30,8 @@ LAYERS = [
     ("database",),
     ("dbapi",),
     ("sqlalchemy",),
+    ("schema",),
+    ("domain",),
 ]
 
 # (module, "<expression>.<private name>") pairs allowed to reach into a
