@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage.errors import Retryable
+from alkdev_storage.primitives.aio import off_loop
 
 if TYPE_CHECKING:
     from alkdev_storage.primitives.queue import Job
@@ -115,7 +116,8 @@ class JobPolicy:
     ) -> bool:
         """Run ``fn(*args, **kwargs)`` (``args`` None: ``fn(job.payload)``)
         on the event loop (or in a thread, see the module docstring) and
-        settle ``job``. True if the handler succeeded."""
+        settle ``job`` (the ack / retry / fail waits off the event loop).
+        True if the handler succeeded."""
         try:
             if args is None:
                 args = (job.payload,)
@@ -130,9 +132,9 @@ class JobPolicy:
             if aw is not None:
                 result = await (aw if timeout is None else asyncio.wait_for(aw, timeout))
         except Exception as e:
-            self.failed(job, e)
+            await off_loop(self.failed, job, e)
             return False
-        self.succeeded(job, result)
+        await off_loop(self.succeeded, job, result)
         return True
 
     def run_blocking(
