@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack
 
 from alkdev_storage import _native
 from alkdev_storage.errors import InterfaceError
-from alkdev_storage.primitives.aio import AsyncTransaction, off_loop
+from alkdev_storage.primitives.aio import AsyncTransaction, off_loop, write
 from alkdev_storage.primitives.lock import Lock
 from alkdev_storage.primitives.notify import (
     DEFAULT_MAX_BUFFERED,
@@ -290,7 +290,9 @@ class Database(_native.Database):
     async def anotify(self, channel: str, payload: Any) -> int:
         """Awaitable :meth:`notify` (waits off the event loop)."""
         check_name(channel, "channel")
-        return await off_loop(self.notify, channel, payload)
+        return await write(
+            self, lambda tx: tx.notify(channel, payload), lambda: self.notify(channel, payload)
+        )
 
     # -- notify / listen -----------------------------------------------
 

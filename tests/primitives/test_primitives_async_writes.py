@@ -264,3 +264,37 @@ def test_waits_for_another_processs_write_lock_off_the_loop(db, db_path) -> None
     assert child.returncode == 0
     assert ticks >= 10
     assert q.get_job(jid) is not None
+
+
+def test_try_begin_never_waits(db, db_path) -> None:  # type: ignore[no-untyped-def]
+    db.execute("CREATE TABLE t (x INTEGER)")
+    tx = db.try_begin()
+    assert tx is not None and tx.active
+    assert db.try_begin() is None  # this thread holds the slot: None, not a deadlock
+    tx.execute("INSERT INTO t VALUES (1)")
+    tx.commit()
+    assert db.fetchall("SELECT x FROM t") == [(1,)]
+    # Another thread holds the writer: None at once.
+    held, release = threading.Event(), threading.Event()
+    holder = _hold_writer(db, held, release)
+    assert db.try_begin() is None
+    release.set()
+    holder.join(5)
+    # Another process holds the file's write lock (for far longer than the
+    # busy timeout would wait): None, not an error after waiting.
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK_CHILD, str(db_path), "30"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        assert db.try_begin() is None
+    finally:
+        child.kill()
+        child.wait(10)
+    tx = db.try_begin()
+    assert tx is not None
+    tx.execute("INSERT INTO t VALUES (2)")
+    tx.rollback()
+    assert db.fetchall("SELECT x FROM t") == [(1,)]

@@ -12,30 +12,31 @@ instead, while the loop runs other tasks.
 
 Decisions (docs/0020-async-writes.md)
 -------------------------------------
-* Two process-wide pools with fixed sizes, created on first use:
-  ``WAITERS`` (8 threads) runs whatever may wait for the writer slot or
-  the lock: a whole one-off write, or the ``BEGIN IMMEDIATE`` of an async
-  transaction. ``ENDERS`` (2 threads) runs only ``COMMIT`` / ``ROLLBACK``
-  of async transactions, which never wait for the slot, so an async
-  transaction can always end even when every ``WAITERS`` thread waits for
-  the slot it holds (no deadlock). Neither grows with the number of
-  databases or of tasks: a thousand coroutines writing at once queue for
-  the eight threads.
-* Inside ``async with db.atransaction() as tx`` the statements run on the
-  loop's own thread (``tx`` is the ordinary native Transaction, so
-  ``queue.enqueue(..., tx=tx)`` and every ``tx=`` argument work): the slot
-  and the lock are already held, so a statement only costs its own SQLite
-  work. Do not call a *blocking* write of the same Database (``db.notify``,
-  ``queue.enqueue`` without ``tx=``) inside it from the loop: it would wait
-  for the slot this transaction holds, which only the loop can give back.
+* Fast path, no thread hop: a write first tries ``db.try_begin()``, which
+  begins only if that needs no wait (this process's writer slot is free
+  and no other process holds the file's write lock) and returns None at
+  once otherwise. Then the write and its COMMIT run on the loop, as fast
+  as the blocking call (the COMMIT's own work, rarely a WAL checkpoint,
+  is bounded; it never waits for a lock).
+* Otherwise the whole write (or the ``BEGIN IMMEDIATE`` of an async
+  transaction) runs on a thread of one process-wide pool of
+  ``WAITERS_MAX`` (8) threads, created on first use, that does the
+  waiting. The pool does not grow with the number of databases or tasks:
+  a thousand coroutines writing at once queue for the eight threads.
+* Inside ``async with db.atransaction() as tx`` the statements, the
+  COMMIT and the ROLLBACK run on the loop's thread (``tx`` is the ordinary
+  native Transaction, so ``queue.enqueue(..., tx=tx)`` and every ``tx=``
+  argument work): the slot and the lock are already held, so they only
+  cost their own SQLite work. Do not call a *blocking* write of the same
+  Database (``db.notify``, ``queue.enqueue`` without ``tx=``) inside it
+  from the loop: it would wait for the slot this transaction holds.
 * Cancellation: a task cancelled while its write waits on a thread stops
   awaiting at once; the write itself still completes (or fails) on the
   thread, since SQLite work cannot be abandoned half way. A transaction
-  whose ``BEGIN`` completes after its task was cancelled is rolled back at
-  once.
-* A thread hop costs tens of microseconds (measured in
-  benches/bench_primitives.py's async rows); code that writes in bulk
-  from async code should batch inside one ``atransaction``.
+  whose ``BEGIN`` completes after its task was cancelled is rolled back
+  there at once (even if the event loop is gone by then).
+* Measured in benches/bench_async.py (the closing figures are in
+  docs/0020).
 """
 
 from __future__ import annotations
@@ -54,15 +55,13 @@ if TYPE_CHECKING:
     from alkdev_storage._native import Transaction
     from alkdev_storage.primitives.contract import DatabaseContract
 
-__all__ = ["ENDERS_MAX", "WAITERS_MAX", "AsyncTransaction", "off_loop"]
+__all__ = ["WAITERS_MAX", "AsyncTransaction", "off_loop", "write"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 WAITERS_MAX = 8
 """Threads that may wait for a writer slot or a write lock, process-wide."""
-ENDERS_MAX = 2
-"""Threads that commit or roll back async transactions, process-wide."""
 
 _lock = threading.Lock()
 _pools: dict[str, ThreadPoolExecutor] = {}
@@ -74,8 +73,7 @@ def _pool(kind: str) -> ThreadPoolExecutor:
         with _lock:
             pool = _pools.get(kind)
             if pool is None:
-                size = WAITERS_MAX if kind == "waiters" else ENDERS_MAX
-                pool = ThreadPoolExecutor(size, thread_name_prefix=f"alkdev-aio-{kind}")
+                pool = ThreadPoolExecutor(WAITERS_MAX, thread_name_prefix=f"alkdev-aio-{kind}")
                 _pools[kind] = pool
     return pool
 
@@ -90,9 +88,26 @@ async def off_loop(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
     return await loop.run_in_executor(_pool("waiters"), call)
 
 
-async def _end(fn: Callable[[], None]) -> None:
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(_pool("enders"), fn)
+async def write(
+    db: DatabaseContract,
+    in_tx: Callable[[Transaction], T],
+    alone: Callable[[], T],
+) -> T:
+    """One write from async code: ``in_tx(tx)`` in a transaction begun on
+    the loop when that needs no wait (``db.try_begin()``: the writer slot
+    and the file's write lock are free), committed there; otherwise
+    ``alone()`` (the same write in its own transaction) on a ``WAITERS``
+    thread. The fast path costs no thread hop."""
+    tx = db.try_begin()
+    if tx is None:
+        return await off_loop(alone)
+    try:
+        result = in_tx(tx)
+    except BaseException:
+        tx.rollback()
+        raise
+    tx.commit()
+    return result
 
 
 def _rollback_quietly(tx: Transaction) -> None:
@@ -118,6 +133,10 @@ class AsyncTransaction:
     async def __aenter__(self) -> Transaction:
         if self._began is not None:
             raise RuntimeError("an AsyncTransaction can be entered once")
+        now = self._db.try_begin()
+        if now is not None:  # no wait needed: begun on the loop
+            self._began = now
+            return now
         tx = self._db.transaction()
         begun = _pool("waiters").submit(tx.__enter__)
         try:
@@ -143,8 +162,10 @@ class AsyncTransaction:
         tx = self._began
         if tx is None or not tx.active:
             return False
+        # COMMIT and ROLLBACK never wait for the writer slot or the lock
+        # (this transaction holds both): they run on the loop.
         if exc_type is None:
-            await asyncio.shield(_end(tx.commit))
+            tx.commit()
         else:
-            await asyncio.shield(_end(functools.partial(_rollback_quietly, tx)))
+            _rollback_quietly(tx)
         return False

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from alkdev_storage.primitives.aio import off_loop
+from alkdev_storage.primitives.aio import off_loop, write
 from alkdev_storage.primitives.payload import decode
 
 if TYPE_CHECKING:
@@ -118,15 +118,24 @@ class Job:
         """Awaitable :meth:`ack` (with ``tx`` it joins that transaction)."""
         if tx is not None:
             return self.ack(tx=tx)
-        return await off_loop(self.queue.ack, self.id, self.worker_id)
+        q, i, w = self.queue, self.id, self.worker_id
+        return await write(q.db, lambda t: q.ack(i, w, tx=t), lambda: q.ack(i, w))
 
     async def aretry(self, delay_s: int = 60, error: str = "") -> bool:
         """Awaitable :meth:`retry`."""
-        return await off_loop(self.queue.retry, self.id, self.worker_id, delay_s, error)
+        q, i, w = self.queue, self.id, self.worker_id
+        return await write(
+            q.db,
+            lambda t: q.retry(i, w, delay_s, error, tx=t),
+            lambda: q.retry(i, w, delay_s, error),
+        )
 
     async def afail(self, error: str = "") -> bool:
         """Awaitable :meth:`fail`."""
-        return await off_loop(self.queue.fail, self.id, self.worker_id, error)
+        q, i, w = self.queue, self.id, self.worker_id
+        return await write(
+            q.db, lambda t: q.fail(i, w, error, tx=t), lambda: q.fail(i, w, error)
+        )
 
     async def aheartbeat(self, extend_s: int | None = None) -> bool:
         """Awaitable :meth:`heartbeat`."""

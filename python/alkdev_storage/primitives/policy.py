@@ -43,10 +43,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage.errors import Retryable
-from alkdev_storage.primitives.aio import off_loop
+from alkdev_storage.primitives.aio import write
 
 if TYPE_CHECKING:
-    from alkdev_storage.primitives.queue import Job
+    from alkdev_storage.primitives.contract import TransactionContract
+    from alkdev_storage.primitives.job import Job
 
 __all__ = ["JobPolicy"]
 
@@ -81,17 +82,17 @@ class JobPolicy:
 
     # -- settling the job ------------------------------------------------
 
-    def succeeded(self, job: Job, result: Any) -> None:
-        """Save the result (if asked), then ack."""
+    def succeeded(self, job: Job, result: Any, tx: TransactionContract | None = None) -> None:
+        """Save the result (if asked), then ack (in ``tx`` when given)."""
         if self.save_result:
             try:
                 ttl = self.result_ttl_s
-                job.queue.save_result(job.id, result, ttl=None if ttl is None else int(ttl))
+                job.queue.save_result(job.id, result, ttl=None if ttl is None else int(ttl), tx=tx)
             except Exception:
                 _log.exception("could not save the result of job %s on %r", job.id, job.queue_name)
-        job.ack()
+        job.ack(tx=tx)
 
-    def failed(self, job: Job, exc: Exception) -> None:
+    def failed(self, job: Job, exc: Exception, tx: TransactionContract | None = None) -> None:
         """Retry or dead-letter ``job`` after ``exc`` (see the module docstring)."""
         if isinstance(exc, Retryable):
             delay, error = exc.delay_s, str(exc)
@@ -100,10 +101,11 @@ class JobPolicy:
         else:
             delay = self.delay_for(job.attempts)
             error = f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc))}"
+        q = job.queue
         if self.retries is not None and job.attempts >= self.retries:
-            job.fail(error=error)
+            q.fail(job.id, job.worker_id, error, tx=tx)
         else:
-            job.retry(delay_s=delay, error=error)
+            q.retry(job.id, job.worker_id, delay, error, tx=tx)
 
     # -- running the handler ---------------------------------------------
 
@@ -132,9 +134,18 @@ class JobPolicy:
             if aw is not None:
                 result = await (aw if timeout is None else asyncio.wait_for(aw, timeout))
         except Exception as e:
-            await off_loop(self.failed, job, e)
+            err = e
+            await write(
+                job.queue.db,
+                lambda t: self.failed(job, err, tx=t),
+                lambda: self.failed(job, err),
+            )
             return False
-        await off_loop(self.succeeded, job, result)
+        await write(
+            job.queue.db,
+            lambda t: self.succeeded(job, result, tx=t),
+            lambda: self.succeeded(job, result),
+        )
         return True
 
     def run_blocking(

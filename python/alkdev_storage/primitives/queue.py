@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 from alkdev_storage import _native
 from alkdev_storage.errors import InterfaceError, TaskFailed
 from alkdev_storage.primitives import _sql
-from alkdev_storage.primitives.aio import off_loop
+from alkdev_storage.primitives.aio import write
 from alkdev_storage.primitives.claim_iterator import ClaimIterator
 from alkdev_storage.primitives.contract import executor
 from alkdev_storage.primitives.job import Job
@@ -262,7 +262,11 @@ class Queue:
         the writer)."""
         if tx is not None:
             return self.enqueue(payload, tx, run_at, delay, priority, expires)
-        return await off_loop(self.enqueue, payload, None, run_at, delay, priority, expires)
+        return await write(
+            self.db,
+            lambda t: self.enqueue(payload, t, run_at, delay, priority, expires),
+            lambda: self.enqueue(payload, None, run_at, delay, priority, expires),
+        )
 
     # -- claiming ------------------------------------------------------
 
@@ -386,14 +390,25 @@ class Queue:
         ex = self.db if tx is None else executor(self.db, tx)
         return ex.execute(self._s_ack_many, (encode(ids), worker_id)).changes
 
-    def retry(self, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
+    def retry(
+        self,
+        job_id: int,
+        worker_id: str,
+        delay_s: int,
+        error: str,
+        *,
+        tx: TransactionContract | None = None,
+    ) -> bool:
         """Back to pending after ``delay_s`` (or to the dead table once
-        attempts are exhausted). True iff our claim was still valid."""
+        attempts are exhausted). True iff our claim was still valid. With
+        ``tx`` it joins that transaction."""
         job_id = as_int(job_id, "job_id")
         delay_s = as_int(delay_s, "delay_s")
         check_name(worker_id, "worker_id")
-        with self.db.transaction() as tx:
-            done = self._retry_in(tx, job_id, worker_id, delay_s, str(error))
+        if tx is not None:
+            return self._retry_in(executor(self.db, tx), job_id, worker_id, delay_s, str(error))
+        with self.db.transaction() as own:
+            done = self._retry_in(own, job_id, worker_id, delay_s, str(error))
         return done
 
     def _retry_in(
@@ -409,12 +424,17 @@ class Queue:
             tx.execute(self._s_to_pending, (row[0], delay_s))
         return True
 
-    def fail(self, job_id: int, worker_id: str, error: str) -> bool:
-        """Straight to the dead table. True iff our claim was still valid."""
+    def fail(
+        self, job_id: int, worker_id: str, error: str, *, tx: TransactionContract | None = None
+    ) -> bool:
+        """Straight to the dead table. True iff our claim was still valid.
+        With ``tx`` it joins that transaction."""
         job_id = as_int(job_id, "job_id")
         check_name(worker_id, "worker_id")
-        with self.db.transaction() as tx:
-            done = self._fail_in(tx, job_id, worker_id, str(error))
+        if tx is not None:
+            return self._fail_in(executor(self.db, tx), job_id, worker_id, str(error))
+        with self.db.transaction() as own:
+            done = self._fail_in(own, job_id, worker_id, str(error))
         return done
 
     def _fail_in(self, tx: TransactionContract, job_id: int, worker_id: str, error: str) -> bool:

@@ -59,7 +59,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage.primitives import _sql
-from alkdev_storage.primitives.aio import off_loop
+from alkdev_storage.primitives.aio import off_loop, write
 from alkdev_storage.primitives.contract import executor
 from alkdev_storage.primitives.payload import decode, encode
 from alkdev_storage.primitives.validate import as_int, as_seconds, check_name, opt_seconds
@@ -164,7 +164,9 @@ class Stream:
         loop (with ``tx`` it joins that transaction)."""
         if tx is not None:
             return self.publish(payload, key, tx)
-        return await off_loop(self.publish, payload, key)
+        return await write(
+            self.db, lambda t: self.publish(payload, key, t), lambda: self.publish(payload, key)
+        )
 
     def _read_since(self, offset: int, limit: int = 1000) -> list[dict[str, Any]]:
         """honker-compatible: rows after ``offset`` as dicts (through
