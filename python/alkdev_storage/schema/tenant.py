@@ -355,7 +355,8 @@ def protection_lifted(connection: object) -> Iterator[None]:
     too. Used only to register and upgrade the built-in system graph types.
 
     ``connection`` is a SQLAlchemy ``Connection`` or ``Session`` inside a
-    transaction (the writer slot is taken now, see
+    transaction (a Session is flushed before the triggers come back, so
+    objects added in the block are written while they are lifted) (the writer slot is taken now, see
     :func:`alkdev_storage.sqlalchemy.honker_tx`) or a native
     :class:`alkdev_storage.Transaction`. Outside a transaction it raises
     ``InvalidRequestError`` and changes nothing.
@@ -365,6 +366,8 @@ def protection_lifted(connection: object) -> Iterator[None]:
         tx.execute(f"DROP TRIGGER IF EXISTS {name}")
     try:
         yield
+        if isinstance(connection, Session):
+            connection.flush()  # pending ORM writes belong to the lifted block
     finally:
         for name, sql in PROTECTION_TRIGGERS.items():
             tx.execute(f"DROP TRIGGER IF EXISTS {name}")
