@@ -265,3 +265,28 @@ __all__ += [
     "UnknownKeyVersion",
     "ValidationFailed",
 ]
+
+
+# -- helper "events" (issue 11): alkdev_storage.events ------------------------
+
+
+class SubscriberOverflow(StorageError, BufferError):
+    """A subscriber's bounded buffer is full and its overflow policy is
+    ``"raise"`` (or ``"block"`` and the wait timed out, or would wait for
+    the very thread that consumes it). The event was not buffered for that
+    subscriber; the others got it."""
+
+
+class ConsumerBusy(StorageError, LockHeld):
+    """Another live process consumes under this durable consumer name (it
+    holds the name's lease) and the target was configured to fail rather
+    than wait as a standby."""
+
+
+class LeaseLost(StorageError):
+    """This process no longer holds the lease of its durable consumer name
+    (it expired and another process took it): an offset commit was refused
+    so that the caller's transaction rolls back."""
+
+
+__all__ += ["ConsumerBusy", "LeaseLost", "SubscriberOverflow"]

@@ -25,6 +25,12 @@ Decisions
   ``dropped`` counter grows: a slow listener never stalls the others.
 * ``fallback_poll_s`` (honker's paranoia re-read) still bounds how long a
   leader sleeps without a tick before reading anyway.
+* Listeners with a ``match`` function (``Listener(..., match=f)``) get
+  every row whose channel ``f`` accepts, from the same read: prefix and
+  pattern subscriptions (``graph:*``) and high-cardinality ``topic:id``
+  sets served by one listener (the events layer, docs/0021). ``f`` runs
+  under the fan-out lock for every row read: it must be fast, must not
+  block or touch the Database; an exception counts as no match.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from alkdev_storage.primitives.wake import resolve
 if TYPE_CHECKING:
     from alkdev_storage import _native
     from alkdev_storage.primitives.contract import DatabaseContract
-    from alkdev_storage.primitives.notify import Listener
+    from alkdev_storage.primitives.notify import Listener, Notification
 
 __all__ = ["FANOUT_BATCH", "Fanout", "fanout_of"]
 
@@ -77,6 +83,7 @@ class Fanout:
         self._db_ref = weakref.ref(db)
         self._lock = threading.Lock()
         self._channels: dict[str, weakref.WeakSet[Listener]] = {}
+        self._matchers: weakref.WeakSet[Listener] = weakref.WeakSet()
         self._sub: _native.UpdateSubscription | None = None
         self._last_id = 0
         self._leading = False
@@ -106,14 +113,14 @@ class Fanout:
         received (rows above it are still to be read), or None when no
         listener is alive. Automatic retention never deletes above it."""
         with self._lock:
-            if self._sub is None or not any(self._channels.values()):
+            if self._sub is None or not (any(self._channels.values()) or self._matchers):
                 return None
             return self._last_id
 
     def listener_count(self) -> int:
         """Live listeners registered here."""
         with self._lock:
-            return sum(len(s) for s in self._channels.values())
+            return sum(len(s) for s in self._channels.values()) + len(self._matchers)
 
     def __repr__(self) -> str:
         return (
@@ -125,7 +132,8 @@ class Fanout:
 
     def register(self, listener: Listener) -> int:
         """Add ``listener``; returns the id it starts after (its channel's
-        current ``MAX(id)``: no history)."""
+        current ``MAX(id)``, or the table's for a ``match`` listener: no
+        history)."""
         db = self._db()
         with self._lock:
             if self._sub is None:
@@ -135,6 +143,10 @@ class Fanout:
                 row = db.fetchone(self._s_max)
                 self._last_id = int(row[0]) if row else 0
                 self._async_gen = -1
+            if listener.match is not None:
+                row = db.fetchone(self._s_max)
+                self._matchers.add(listener)
+                return int(row[0]) if row else 0
             row = db.fetchone(self._s_chan_max, (listener.channel,))
             start = int(row[0]) if row else 0
             subs = self._channels.get(listener.channel)
@@ -146,19 +158,23 @@ class Fanout:
     def unregister(self, listener: Listener) -> None:
         """Remove ``listener`` (idempotent). A blocked leader returns."""
         with self._lock:
-            subs = self._channels.get(listener.channel)
-            if subs is not None:
-                subs.discard(listener)
-                if not subs:
-                    del self._channels[listener.channel]
+            if listener.match is not None:
+                self._matchers.discard(listener)
+            else:
+                subs = self._channels.get(listener.channel)
+                if subs is not None:
+                    subs.discard(listener)
+                    if not subs:
+                        del self._channels[listener.channel]
             self._waiting.pop(listener, None)
             self._awaiting.pop(listener, None)
-            if listener._leader or not self._channels:
+            live = bool(self._channels or self._matchers)
+            if listener._leader or not live:
                 # Wake the thread blocked on the subscription: swap it for a
                 # new one (or none once nobody listens) and re-read once.
                 old = self._sub
                 self._sub = None
-                if self._channels and old is not None:
+                if live and old is not None:
                     self._sub = self._db().subscribe_updates()
                     self._force = True
                 if old is not None:
@@ -182,6 +198,7 @@ class Fanout:
         from alkdev_storage.primitives.notify import Notification
 
         make = Notification._from_tuple
+        matchers = list(self._matchers)
         self.reads += 1
         self._last_read = time.monotonic()
         while True:
@@ -191,12 +208,15 @@ class Fanout:
                 return
             for r in rows:
                 subs = channels.get(r[1])
+                n = None
                 if subs:
                     n = make(r)
                     rid = r[0]
                     for lst in subs:
                         if rid > lst._start:
                             lst._push(n)
+                if matchers:
+                    n = _push_matching(matchers, r, n)
             self._last_id = rows[-1][0]
             if len(rows) < FANOUT_BATCH:
                 return
@@ -330,6 +350,29 @@ class Fanout:
             lst._ready.set()
         for lst in awaiting:
             wake_future(lst._fut)
+
+
+def _push_matching(
+    matchers: list[Listener], r: tuple[Any, ...], n: Notification | None
+) -> Notification | None:
+    """Give row ``r`` to every ``match`` listener that accepts its channel
+    (``n``: the row's Notification if already made)."""
+    rid, channel = r[0], r[1]
+    for lst in matchers:
+        if rid <= lst._start:
+            continue
+        match = lst.match
+        try:
+            wanted = match is not None and match(channel)
+        except Exception:
+            wanted = False
+        if wanted:
+            if n is None:
+                from alkdev_storage.primitives.notify import Notification
+
+                n = Notification._from_tuple(r)
+            lst._push(n)
+    return n
 
 
 def _shorter(a: float | None, b: float | None) -> float | None:

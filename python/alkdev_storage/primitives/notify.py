@@ -23,6 +23,9 @@ Decisions
   idle seconds.
 * ``fallback_poll_s`` (honker's paranoia re-read when no wake arrives) is
   kept with honker's default of 15 s.
+* ``Listener(db, label, match=f)`` listens to every channel ``f(channel)``
+  accepts (prefixes, patterns, sets of ``topic:id`` channels), fed by the
+  same one read per commit; ``channel`` is then only its label (docs/0021).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from alkdev_storage import _native
@@ -100,7 +104,14 @@ class Listener(WakeIterator):
     Fed by the Database's one :class:`~alkdev_storage.primitives.fanout.Fanout`
     (one read per commit for every listener). At most ``max_buffered``
     notifications wait in its buffer; beyond that the oldest is dropped and
-    :attr:`dropped` counts it."""
+    :attr:`dropped` counts it.
+
+    With ``match`` (a function of a channel name) it receives every
+    notification whose channel ``match`` accepts, not only ``channel``'s
+    (which is then only a label), starting after the table's current
+    ``MAX(id)``. ``match`` runs inside the shared read for every row: keep it
+    fast, never block or use the Database in it (an exception counts as no
+    match)."""
 
     def __init__(
         self,
@@ -110,8 +121,11 @@ class Listener(WakeIterator):
         *,
         timeout: float | None = None,
         max_buffered: int = DEFAULT_MAX_BUFFERED,
+        match: Callable[[str], bool] | None = None,
     ) -> None:
         check_name(channel, "channel")
+        if match is not None and not callable(match):
+            raise TypeError(f"match must be callable or None, not {type(match).__name__}")
         if type(max_buffered) is not int:
             raise TypeError(f"max_buffered must be an int, got {type(max_buffered).__name__}")
         if max_buffered < 1:
@@ -121,6 +135,8 @@ class Listener(WakeIterator):
         self.channel = channel
         self.fallback_poll_s = None if fallback_poll_s is None else float(fallback_poll_s)
         self.max_buffered = max_buffered
+        self.match = match
+        """The channel filter (None: exactly ``channel``)."""
         self.dropped = 0
         """Notifications dropped because the buffer was full."""
         self._buffer: deque[Notification] = deque()
