@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 PY="$VENV/bin/python"
+bash scripts/redis_server.sh  # benches/bench_events.py starts its own server
 mkdir -p bench-results
 for b in benches/bench_*.py; do
   name="$(basename "$b" .py)"

@@ -20,8 +20,11 @@ echo "== honker's SQLite extension from the registry (for the interop tests)"
 HONKER_EXT_PATH="$(sh scripts/build_honker_ext.sh | tail -n 1)"
 export HONKER_EXT_PATH
 
+echo "== redis-server (the events tests start their own on a free port)"
+bash scripts/redis_server.sh
+
 echo "== pytest (against the installed wheel)"
-ALKDEV_REQUIRE_WHEEL=1 ALKDEV_REQUIRE_INTEROP=1 "$PY" -m pytest tests -q -p no:cacheprovider
+ALKDEV_REQUIRE_WHEEL=1 ALKDEV_REQUIRE_INTEROP=1 ALKDEV_REQUIRE_REDIS=1 "$PY" -m pytest tests -q -p no:cacheprovider
 
 echo "== SQLAlchemy dialect compliance suite (its own pytest sessions)"
 VENV="$VENV" bash compliance/run.sh
