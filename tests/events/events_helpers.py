@@ -154,7 +154,7 @@ def role_relay(path: str, port: str, source: str, stream: str, batch: str) -> No
 
     db = alkdev_storage.open(path)
     client = redis.Redis(host="127.0.0.1", port=int(port))
-    relay = RedisRelay(db, client, source=source, stream=stream, batch_size=int(batch), lease_ttl=1)
+    relay = RedisRelay(db, client, source=source, stream=stream, batch_size=int(batch), lease_ttl=2)
     _emit(started=True, offset=relay.offset)
     relay.run()
 

@@ -23,8 +23,14 @@ Delivery contract
   listeners have handled (after every ``save_every_n`` events or
   ``save_every_s`` seconds, when idle, and when it stops), so after a
   crash the events since the last save are delivered again, never
-  skipped. A listener's exception is logged and the event counts as
-  handled (a poison event must not stop the stream).
+  skipped. Offsets are only ever saved by the lease holder, in a
+  transaction that checks the lease.
+* **A listener that raises** (logged): with ``on_error="retry"`` (the
+  default) the event is not passed: the consumer saves what came before,
+  waits ``retry_delay_s`` (doubling up to 30 s) and delivers it again, to
+  every listener of its type (``retries`` counts it); a poison event
+  holds the consumer back, visibly, instead of being lost. With
+  ``on_error="skip"`` it counts as handled.
 * **Exactly-once effects for local handlers.** A listener that writes to
   the same database calls ``event.commit(tx)`` inside the transaction of
   its writes: the offset is saved in that transaction (after checking,
@@ -77,6 +83,7 @@ if TYPE_CHECKING:
 __all__ = ["DurableEvent", "DurableEventTarget"]
 
 _IDLE_WAIT_S = 1.0
+_MAX_RETRY_DELAY_S = 30.0
 
 
 class DurableEvent(Event):
@@ -147,8 +154,12 @@ class DurableEventTarget:
         start: Literal["earliest", "latest"] = "earliest",
         save_every_n: int = 100,
         save_every_s: float = 1.0,
+        on_error: Literal["retry", "skip"] = "retry",
+        retry_delay_s: float = 1.0,
     ) -> None:
         check_name(stream, "stream")
+        if on_error not in ("retry", "skip"):
+            raise ValueError(f"on_error must be 'retry' or 'skip', not {on_error!r}")
         if consumer is not None:
             check_name(consumer, "consumer")
         if not isinstance(prefix, str):
@@ -167,6 +178,10 @@ class DurableEventTarget:
         self.start = start
         self.save_every_n = max(1, as_int(save_every_n, "save_every_n"))
         self.save_every_s = as_seconds(save_every_s, "save_every_s")
+        self.on_error = on_error
+        self.retry_delay_s = as_seconds(retry_delay_s, "retry_delay_s")
+        self.retries = 0
+        """Times a failed event was redelivered (``on_error="retry"``)."""
         self._lease = (
             ConsumerLease(db, f"{stream}/{consumer}", ttl=lease_ttl, on_busy=on_busy)
             if consumer is not None
@@ -280,6 +295,7 @@ class DurableEventTarget:
     def _run(self, stop: threading.Event) -> None:
         lease = self._lease
         assert lease is not None
+        delay = self.retry_delay_s
         try:
             while True:
                 while not lease.held and not stop.is_set() and self.listening:
@@ -287,13 +303,19 @@ class DurableEventTarget:
                 if lease.held and not stop.is_set() and self.listening:
                     self._active.set()
                     try:
-                        lost = self._consume(stop, lease)
+                        outcome = self._consume(stop, lease)
                     finally:
                         self._active.clear()
-                    if lost:
+                    if outcome == "lost":
                         log.warning("durable consumer %r lost its lease", self.consumer)
                         if lease.on_busy == "fail":
                             self.error = LeaseLost(f"consumer {self.consumer!r} lost its lease")
+                    elif outcome == "retry":
+                        self.retries += 1
+                        stop.wait(delay)  # then redeliver from the failed event
+                        delay = min(delay * 2, _MAX_RETRY_DELAY_S)
+                        continue
+                    delay = self.retry_delay_s
                 with self._lock:
                     if stop.is_set() or not self.listening or self.error is not None:
                         self._running = False
@@ -308,8 +330,20 @@ class DurableEventTarget:
             self._active.clear()
             lease.release()
 
-    def _consume(self, stop: threading.Event, lease: ConsumerLease) -> bool:
-        """Deliver until stopped (False) or the lease is lost (True)."""
+    def _save(self, offset: int, lease: ConsumerLease) -> bool:
+        """Save ``offset`` in a transaction that checks the lease (offsets
+        are only ever saved by the lease holder); False if not held."""
+        assert self.consumer is not None
+        with self.db.transaction() as tx:
+            if not lease.held_in(tx):
+                return False
+            self.stream.save_offset(self.consumer, offset, tx=tx)
+        return True
+
+    def _consume(self, stop: threading.Event, lease: ConsumerLease) -> str:
+        """Deliver until stopped (``"stopped"``), the lease is lost
+        (``"lost"``) or a listener failed under ``on_error="retry"``
+        (``"retry"``: the events before it are saved, it is not)."""
         stream = self.stream
         consumer = self.consumer
         assert consumer is not None
@@ -324,47 +358,60 @@ class DurableEventTarget:
         self.handled_offset = handled
         since = 0
         last_save = time.monotonic()
-        lost = False
+        outcome = "stopped"
         try:
             while not stop.is_set() and self.listening:
                 if not lease.renew_if_due():
-                    lost = True
-                    return True
+                    outcome = "lost"
+                    return outcome
                 ev = sub.get(0)
                 if ev is None:
                     if sub.closed:
                         break
                     if handled > saved:
-                        stream.save_offset(consumer, handled)
+                        if not self._save(handled, lease):
+                            outcome = "lost"
+                            return outcome
                         saved, since, last_save = handled, 0, time.monotonic()
                     ev = sub.get(min(lease.due(), _IDLE_WAIT_S))
                     if ev is None:
                         continue
-                self._handle(ev, stop)
+                failed = self._handle(ev, stop)
+                if failed is not None and self.on_error == "retry":
+                    log.warning(
+                        "durable consumer %r: event %d failed; redelivering it",
+                        consumer,
+                        ev.offset,
+                    )
+                    outcome = "retry"
+                    return outcome
                 handled = ev.offset
                 self.handled_offset = handled
                 since += 1
                 if since >= self.save_every_n or time.monotonic() - last_save >= self.save_every_s:
-                    stream.save_offset(consumer, handled)
+                    if not self._save(handled, lease):
+                        outcome = "lost"
+                        return outcome
                     saved, since, last_save = handled, 0, time.monotonic()
-            return False
+            return outcome
         finally:
             self._sub = None
             sub.close()
-            if not lost and handled > saved and not self.db.closed:
+            if outcome != "lost" and handled > saved and not self.db.closed:
                 try:
-                    stream.save_offset(consumer, handled)
+                    self._save(handled, lease)
                 except Exception as e:
                     log.error("durable consumer %r could not save its offset", consumer, exc_info=e)
 
-    def _handle(self, ev: StreamEvent, stop: threading.Event) -> None:
+    def _handle(self, ev: StreamEvent, stop: threading.Event) -> BaseException | None:
+        """Deliver one stream event; the first listener exception, or None."""
         key = ev.key
         if not isinstance(key, str) or not key.startswith(self.prefix):
-            return
+            return None
         t = key[self._plen :]
         fns = self._listeners.lookup(t) if t else ()
         if not fns:
-            return
+            return None
         detail, origin, eid = from_envelope(t, ev.payload)
         if self.types:
             ok, detail = self.types.incoming(t, detail)
@@ -372,7 +419,7 @@ class DurableEventTarget:
                 log.warning(
                     "dropped event %d of %r: its detail does not match its model", ev.offset, t
                 )
-                return
+                return None
         assert self.consumer is not None
         event = DurableEvent(
             t,
@@ -384,7 +431,7 @@ class DurableEventTarget:
             consumer=self.consumer,
             target=self,
         )
-        call_and_wait(fns, event, stop)
+        return call_and_wait(fns, event, stop)
 
     # -- offsets -----------------------------------------------------------
 

@@ -19,8 +19,10 @@ name, ttl)``, owned by a random id of this process's target:
   writes is refused (:class:`~alkdev_storage.errors.LeaseLost`, the
   transaction rolls back) once the lease is gone.
 
-The lock's clock is SQLite's ``unixepoch()``: whole seconds, so ``ttl``
-is an int >= 1 and expiry is exact to a second.
+The lock's clock is SQLite's ``unixepoch()``: whole seconds, so a lease
+taken late in a second has a little over ``ttl - 1`` seconds left; ``ttl``
+is therefore an int >= 2 and renewals come every ``(ttl - 1) / 3``
+seconds.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class ConsumerLease:
         self.db = db
         self.name = name
         self.ttl = check_ttl(ttl)
+        if self.ttl < 2:
+            raise ValueError(
+                f"a lease ttl must be at least 2 seconds, got {ttl!r} (the lock clock counts "
+                "whole seconds: a lease taken late in a second has less than ttl - 1 left)"
+            )
         self.on_busy: OnBusy = on_busy
         self.owner = owner if owner is not None else uuid.uuid4().hex
         """This holder's lock owner id (random per target instance)."""
@@ -75,8 +82,9 @@ class ConsumerLease:
 
     @property
     def interval(self) -> float:
-        """Seconds between renewals (and between standby retries)."""
-        return max(0.2, self.ttl / 3)
+        """Seconds between renewals (and between standby retries): a third
+        of the shortest time a lease may have left, ``ttl - 1`` seconds."""
+        return max(0.1, (self.ttl - 1) / 3)
 
     def acquire(self) -> bool:
         """Take the lease if free; True if held now."""
@@ -132,8 +140,12 @@ class ConsumerLease:
         return self.held
 
     def held_in(self, tx: Any) -> bool:
-        """True if the lease is ours and unexpired, read in ``tx``."""
-        return tx.fetchone(SQL_HELD, (self.lock_name, self.owner)) is not None
+        """True if the lease is ours and unexpired, read in ``tx`` (a
+        False also marks it lost here: :attr:`held` becomes False)."""
+        if tx.fetchone(SQL_HELD, (self.lock_name, self.owner)) is not None:
+            return True
+        self.held = False
+        return False
 
     def check_in(self, tx: Any) -> None:
         """:class:`~alkdev_storage.errors.LeaseLost` unless :meth:`held_in`."""

@@ -27,6 +27,9 @@ other's events.
   ``XACK``, is not delivered again to the group (within the dedupe TTL).
   A crash between a delivery and that round trip redelivers the entry
   (the at-least-once window).
+* A listener that raises (logged) leaves its entry unacknowledged and
+  unmarked: ``XAUTOCLAIM`` hands it out again after ``claim_idle_ms``
+  (to this consumer or another of the group), at-least-once.
 * ``ignore_sources``: entries relayed from these source ids are
   acknowledged and skipped (a hub's own database, whose events its local
   listeners already get through Honker).
@@ -158,7 +161,7 @@ class RedisEventTarget:
         self._thread: threading.Thread | None = None
         self._running = False
         self._stop = threading.Event()
-        self._ready = threading.Event()
+        self._consuming = threading.Event()
         self._closed = False
         self._seq = itertools.count(1)
         self.delivered = 0
@@ -169,6 +172,8 @@ class RedisEventTarget:
         """Entries acknowledged without delivery (ignored source, no listener, bad data)."""
         self.reclaimed = 0
         """Entries taken over from other consumers with ``XAUTOCLAIM``."""
+        self.failed = 0
+        """Deliveries where a listener raised (the entry stays pending)."""
         self.error: BaseException | None = None
         """Why the consumer thread stopped on its own, else None."""
 
@@ -196,7 +201,7 @@ class RedisEventTarget:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the consumer group exists and the consumer reads."""
-        return self._ready.wait(timeout)
+        return self._consuming.wait(timeout)
 
     def seen_key(self, mid: str) -> str:
         """The Redis key recording that this group handled ``mid``."""
@@ -228,7 +233,7 @@ class RedisEventTarget:
             if self._running and not self._stop.is_set():
                 return
             stop = self._stop = threading.Event()
-            self._ready.clear()
+            self._consuming.clear()
             self.error = None
             t = threading.Thread(
                 target=self._run,
@@ -253,7 +258,7 @@ class RedisEventTarget:
     def _run(self, stop: threading.Event) -> None:
         try:
             self.ensure_group()
-            self._ready.set()
+            self._consuming.set()
             self._drain_own_pending(stop)
             next_claim = time.monotonic() + self.claim_every_s
             while True:
@@ -279,7 +284,7 @@ class RedisEventTarget:
             with self._lock:
                 self._running = False
         finally:
-            self._ready.set()
+            self._consuming.set()
 
     def _drain_own_pending(self, stop: threading.Event) -> None:
         """Entries this consumer read before and never acknowledged."""
@@ -327,18 +332,24 @@ class RedisEventTarget:
         mids = [_field(f, "mid") for f in fields]
         seen = client.mget([self.seen_key(m) for m in mids]) if mids else []
         done: list[str] = []
+        acks: list[str] = []
         in_batch: set[str] = set()
         for entry_id, f, mid, was in zip(ids, fields, mids, seen, strict=True):
             if was is not None or mid in in_batch:
                 self.duplicates += 1
+                acks.append(entry_id)
                 continue
             in_batch.add(mid)
             if self._deliver(entry_id, f, mid, stop):
                 done.append(mid)
+                acks.append(entry_id)
+            else:
+                self.failed += 1  # left pending: redelivered by XAUTOCLAIM
         pipe = client.pipeline(transaction=False)
         for mid in done:
             pipe.set(self.seen_key(mid), 1, ex=self.dedupe_ttl_s)
-        pipe.xack(self.redis_stream, self.group, *ids)
+        if acks:
+            pipe.xack(self.redis_stream, self.group, *acks)
         pipe.execute()
 
     def _deliver(self, entry_id: str, f: dict[Any, Any], mid: str, stop: threading.Event) -> bool:
@@ -368,7 +379,8 @@ class RedisEventTarget:
         event = RedisEvent(
             t, detail, origin=origin, id=eid, message_id=mid, entry_id=entry_id, source=src
         )
-        call_and_wait(fns, event, stop)
+        if call_and_wait(fns, event, stop) is not None:
+            return False
         self.delivered += 1
         return True
 

@@ -112,15 +112,15 @@ def call_result(result: Any, listener: Any) -> None:
             log.error("event listener %r returned a coroutine outside an event loop", listener)
             return
         task = loop.create_task(result)
-        _orphans.add(task)
+        _loose_tasks.add(task)
         task.add_done_callback(_orphan_done)
 
 
-_orphans: set[asyncio.Task[Any]] = set()
+_loose_tasks: set[asyncio.Task[Any]] = set()
 
 
 def _orphan_done(task: asyncio.Task[Any]) -> None:
-    _orphans.discard(task)
+    _loose_tasks.discard(task)
     if not task.cancelled() and task.exception() is not None:
         log.error("event listener coroutine failed", exc_info=task.exception())
 
@@ -300,11 +300,12 @@ class ListenerRegistry:
 
 def call_and_wait(
     fns: tuple[Callable[[Event], Any], ...], event: Event, stop: threading.Event
-) -> None:
+) -> BaseException | None:
     """Call each listener of ``fns`` with ``event`` on this (consumer)
     thread, waiting for async ones to finish on their loop (while ``stop``
     is not set and the loop is open): at-least-once consumers acknowledge
-    only what was handled. Exceptions are logged."""
+    only what was handled. Exceptions are logged; the first is returned."""
+    first: BaseException | None = None
     for fn in fns:
         try:
             if isinstance(fn, AsyncCall):
@@ -315,6 +316,9 @@ def call_and_wait(
                     call_result(result, fn)
         except Exception as e:
             log.error("event listener %r failed on %r", fn, event.type, exc_info=e)
+            if first is None:
+                first = e
+    return first
 
 
 def _wait(fut: Any, stop: threading.Event, loop: asyncio.AbstractEventLoop) -> None:
@@ -327,6 +331,4 @@ def _wait(fut: Any, stop: threading.Event, loop: asyncio.AbstractEventLoop) -> N
         except concurrent.futures.TimeoutError:
             if stop.is_set() or loop.is_closed():
                 fut.cancel()
-                return
-        except Exception:
-            return  # logged by the future's callback
+                raise InterruptedError("the consumer stopped while an async listener ran") from None

@@ -99,8 +99,6 @@ class Sink:
         "_closed",
         "_consumer",
         "_convert",
-        "_fut",
-        "_fut_thread",
         "_items",
         "_lock",
         "_max",
@@ -108,6 +106,8 @@ class Sink:
         "_space",
         "_space_futs",
         "_sync_waiters",
+        "_waiter",
+        "_waiter_thread",
         "dropped",
         "invalid",
         "overflows",
@@ -130,8 +130,8 @@ class Sink:
         self._block_timeout = block_timeout
         self._convert = convert
         self._closed = False
-        self._fut: asyncio.Future[None] | None = None
-        self._fut_thread = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._waiter_thread = 0
         self._consumer: int | None = None
         self._sync_waiters = 0
         self._blocked = 0
@@ -187,10 +187,10 @@ class Sink:
         # Under the lock.
         self._buf.append(item)
         self.received += 1
-        fut = self._fut
+        fut = self._waiter
         if fut is not None:
-            self._fut = None
-            _wake(fut, self._fut_thread)
+            self._waiter = None
+            _wake(fut, self._waiter_thread)
         if self._sync_waiters:
             self._items.notify()
 
@@ -306,15 +306,15 @@ class Sink:
                     return _END
                 loop = asyncio.get_running_loop()
                 fut: asyncio.Future[None] = loop.create_future()
-                self._fut = fut
-                self._fut_thread = me
+                self._waiter = fut
+                self._waiter_thread = me
             handle = None
             if deadline is not None:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     with self._lock:
-                        if self._fut is fut:
-                            self._fut = None
+                        if self._waiter is fut:
+                            self._waiter = None
                     return _IDLE
                 handle = loop.call_later(wait, _resolve, fut)
             try:
@@ -323,8 +323,8 @@ class Sink:
                 if handle is not None:
                     handle.cancel()
                 with self._lock:
-                    if self._fut is fut:
-                        self._fut = None
+                    if self._waiter is fut:
+                        self._waiter = None
 
     # -- ending ----------------------------------------------------------
 
@@ -337,9 +337,9 @@ class Sink:
                 self._buf.clear()
             self._items.notify_all()
             self._space.notify_all()
-            fut, self._fut = self._fut, None
+            fut, self._waiter = self._waiter, None
             if fut is not None:
-                _wake(fut, self._fut_thread)
+                _wake(fut, self._waiter_thread)
             while self._space_futs:
                 f, thread = self._space_futs.popleft()
                 _wake(f, thread)

@@ -51,9 +51,7 @@ __all__ = ["DatabaseContract", "TransactionContract", "executor"]
 class TransactionContract(Protocol):
     """Runs statements inside one transaction (a ``tx=`` argument)."""
 
-    def execute(
-        self, stmt: _native.Statement | str, params: Params = None
-    ) -> _native.ExecResult:
+    def execute(self, stmt: _native.Statement | str, params: Params = None) -> _native.ExecResult:
         """Run ``stmt``; its changes and lastrowid."""
         ...
 

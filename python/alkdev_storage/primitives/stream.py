@@ -178,9 +178,7 @@ class Stream:
         rows: list[dict[str, Any]] = decode(row[0]) if row else []
         return rows
 
-    def _check_offset(
-        self, offset: Any, what: str, tx: TransactionContract | None = None
-    ) -> int:
+    def _check_offset(self, offset: Any, what: str, tx: TransactionContract | None = None) -> int:
         """``offset`` validated: an int from 0 to the last offset assigned."""
         n = as_int(offset, what)
         if n < 0:
@@ -217,9 +215,7 @@ class Stream:
         params = (consumer, self.name, self._check_offset(offset, "offset", tx))
         executor(self.db, tx).execute(self._s_save_offset, params)
 
-    def reset(
-        self, consumer: str, offset: int = 0, tx: TransactionContract | None = None
-    ) -> None:
+    def reset(self, consumer: str, offset: int = 0, tx: TransactionContract | None = None) -> None:
         """Set ``consumer``'s offset to ``offset``, backwards too (0:
         replay the whole stream on its next ``subscribe``). A running
         subscription of that consumer keeps its own position (and saves
