@@ -64,6 +64,10 @@ __all__ = [
 COMMIT_CHANNEL_PREFIX = "alkdev.events:commit:"
 PROBE_S = 0.05
 """How often waiting commit hooks are settled by a probe (seconds)."""
+BUFFERED = 100_000
+"""Notifications the dispatcher's listener holds before dropping the
+oldest (``Dispatcher.dropped``): one commit may carry this many rows for
+its targets, delivered in full."""
 IDLE_CHECK_S = 15.0
 """How often an idle dispatcher thread checks whether it is still needed."""
 
@@ -130,6 +134,7 @@ class Dispatcher:
         """Commit hooks dropped because their transaction rolled back."""
         self.probes = 0
         """Probe transactions run to settle commit hooks."""
+        self._dropped = 0
 
     def __repr__(self) -> str:
         return (
@@ -142,6 +147,13 @@ class Dispatcher:
         """True while the dispatcher thread runs."""
         t = self._thread
         return t is not None and t.is_alive()
+
+    @property
+    def dropped(self) -> int:
+        """Notifications dropped because the dispatcher thread fell more
+        than ``BUFFERED`` rows behind (listeners too slow)."""
+        lst = self._listener
+        return self._dropped + (lst.dropped if lst is not None else 0)
 
     @property
     def pending(self) -> int:
@@ -252,7 +264,7 @@ class Dispatcher:
         if self._thread is not None and self._thread.is_alive() and self._listener is not None:
             if not self._listener.closed:
                 return
-        listener = Listener(self._db, self.channel, match=self._match)
+        listener = Listener(self._db, self.channel, match=self._match, max_buffered=BUFFERED)
         self._listener = listener
         t = threading.Thread(
             target=self._run, args=(listener,), name="alkdev-events-dispatch", daemon=True
@@ -289,6 +301,7 @@ class Dispatcher:
             with self._lock:
                 if self._listener is listener:
                     self._listener = None
+                self._dropped += listener.dropped
             listener.close()
 
     def _route(self, n: Notification) -> None:

@@ -49,6 +49,8 @@ def _id_text(id: Any) -> str:
 
 def _key(routing_key: Any) -> tuple[str, Any]:
     """``(name, model or None)`` of a routing key or catalog definition."""
+    if type(routing_key) is str:
+        return check_key(routing_key, "routing_key"), None
     d = definition_of(routing_key)
     if d is not None:
         return d
@@ -78,6 +80,8 @@ class PubSub:
         return f"<PubSub target={self.target!r}>"
 
     def _event(self, routing_key: Any, args: tuple[Any, ...]) -> Event:
+        if len(args) == 1 and type(routing_key) is str and routing_key and "*" not in routing_key:
+            return Event(routing_key, args[0])  # the hot path: a plain key, no id
         if len(args) == 1:
             id, payload = None, args[0]
         elif len(args) == 2:

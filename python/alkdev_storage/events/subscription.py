@@ -159,9 +159,12 @@ class Sink:
             return _SKIP
 
     def __call__(self, event: Event) -> None:
-        item = self._item(event)
-        if item is _SKIP:
-            return
+        if self._convert is None:
+            item = event.detail
+        else:
+            item = self._item(event)
+            if item is _SKIP:
+                return
         with self._lock:
             if self._closed:
                 return
@@ -181,7 +184,19 @@ class Sink:
                     )
                 elif not self._wait_room(event):
                     return
-            self._append(item)
+            # _append, inlined (the hot path)
+            buf.append(item)
+            self.received += 1
+            fut = self._waiter
+            if fut is not None:
+                self._waiter = None
+                if _get_ident() == self._waiter_thread:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    _wake(fut, self._waiter_thread)
+            if self._sync_waiters:
+                self._items.notify()
 
     def _append(self, item: Any) -> None:
         # Under the lock.
@@ -190,7 +205,11 @@ class Sink:
         fut = self._waiter
         if fut is not None:
             self._waiter = None
-            _wake(fut, self._waiter_thread)
+            if _get_ident() == self._waiter_thread:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                _wake(fut, self._waiter_thread)
         if self._sync_waiters:
             self._items.notify()
 
@@ -449,11 +468,39 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Any:
-        item = await self._sink.take_async(self._timeout)
-        if item is _END or item is _IDLE:
-            self.close()
-            raise StopAsyncIteration
-        return item
+        if self._timeout is not None:
+            item = await self._sink.take_async(self._timeout)
+            if item is _END or item is _IDLE:
+                self.close()
+                raise StopAsyncIteration
+            return item
+        # No timeout: Sink.take_async inlined (the hot path of ``async for``).
+        sink = self._sink
+        lock = sink._lock
+        while True:
+            with lock:
+                buf = sink._buf
+                me = _get_ident()
+                sink._consumer = me
+                if buf:
+                    item = buf.popleft()
+                    if sink._blocked or sink._space_futs:
+                        sink._took()
+                    return item
+                if sink._closed:
+                    break
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                sink._waiter = fut
+                sink._waiter_thread = me
+            try:
+                await fut
+            finally:
+                if sink._waiter is fut:
+                    with lock:
+                        if sink._waiter is fut:
+                            sink._waiter = None
+        self.close()
+        raise StopAsyncIteration
 
     def get(self, timeout: float | None = None) -> Any:
         """The next item, waiting up to ``timeout`` seconds (None: no

@@ -93,7 +93,7 @@ def prepare_event(event: Event, types: TypeRegistry) -> Event:
     t = event.type
     if type(t) is not str or not t or "*" in t:
         check_type(t)
-    if types:
+    if types.models:
         detail = types.outgoing(t, event.detail)
         if detail is not event.detail:
             return event.with_detail(detail)
@@ -169,7 +169,7 @@ class InProcessEventTarget:
         (the first one, after every listener ran)."""
         if self._closed:
             raise InterfaceError("the event target is closed")
-        event = self.prepare(event)
+        event = prepare_event(event, self.types)
         if tx is not None:
             self._after_commit(event, tx)
             return True

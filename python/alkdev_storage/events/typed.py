@@ -71,7 +71,8 @@ class TypeRegistry:
     """Payload models by event type (see the module docstring)."""
 
     def __init__(self, types: TypesArg = None) -> None:
-        self._models: dict[str, type[BaseModel]] = {}
+        self.models: dict[str, type[BaseModel]] = {}
+        """The registered models by type name (read-only: use :meth:`add`)."""
         self._cache: dict[str, type[BaseModel] | None] = {}
         self._lock = threading.Lock()
         self.invalid = 0
@@ -103,34 +104,34 @@ class TypeRegistry:
                 pairs.append(d)
         with self._lock:
             for name, model in pairs:
-                have = self._models.get(name)
+                have = self.models.get(name)
                 if have is not None and have is not model:
                     raise ValueError(
                         f"event type {name!r} already has the model {have.__name__}, "
                         f"not {model.__name__}"
                     )
             for name, model in pairs:
-                self._models[name] = model
+                self.models[name] = model
             self._cache.clear()
 
     def __bool__(self) -> bool:
-        return bool(self._models)
+        return bool(self.models)
 
     def __len__(self) -> int:
-        return len(self._models)
+        return len(self.models)
 
     def model_for(self, type_: str) -> type[BaseModel] | None:
         """The model of ``type_`` (exact, else longest ``name:`` prefix)."""
-        if not self._models:
+        if not self.models:
             return None
         try:
             return self._cache[type_]
         except KeyError:
             pass
-        found = self._models.get(type_)
+        found = self.models.get(type_)
         if found is None:
             best = -1
-            for name, model in self._models.items():
+            for name, model in self.models.items():
                 if len(name) > best and type_.startswith(name + ":"):
                     best, found = len(name), model
         if len(self._cache) > 65536:
