@@ -7,6 +7,7 @@ that changes nothing."""
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
@@ -111,7 +112,8 @@ def test_autogenerate_writes_an_empty_revision(tmp_path, kind) -> None:
     migrate(path, kind)
     cfg = alembic_config(kind)
     cfg.set_main_option(
-        "version_locations", f"{MIGRATIONS_DIR / kind / 'versions'} {tmp_path / 'new'}"
+        "version_locations", os.pathsep.join([str(MIGRATIONS_DIR / kind / "versions"),
+                                              str(tmp_path / "new")])
     )
     (tmp_path / "new").mkdir()
     engine = create_engine(path)

@@ -83,6 +83,7 @@ def alembic_config(kind: str) -> Config:
     run commands on it, or set the ``sqlalchemy.url`` main option."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR / _kind(kind)))
+    cfg.set_main_option("path_separator", "os")  # version_locations split on os.pathsep
     cfg.attributes["kind"] = kind
     return cfg
 
