@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from alkdev_storage import _native
+from alkdev_storage.database import Database
 from alkdev_storage.schema.types import (
     NAMING_CONVENTION,
     UTC_NOW_SQL,
@@ -50,7 +51,7 @@ from alkdev_storage.schema.types import (
     new_id,
     utcnow,
 )
-from alkdev_storage.sqlalchemy import honker_tx
+from alkdev_storage.sqlalchemy import honker_database, honker_tx
 
 __all__ = [
     "EDGE_TRIGGERS",
@@ -63,6 +64,7 @@ __all__ = [
     "GraphType",
     "Node",
     "TenantBase",
+    "ensure_protection",
     "protection_lifted",
 ]
 
@@ -343,6 +345,28 @@ def _executor(connection: object) -> _native.Transaction:
     )
 
 
+def ensure_protection(target: Database | _native.Transaction) -> list[str]:
+    """Create the scope-protection triggers that are missing from a tenant
+    file (in their own transaction for a Database, or in the given one) and
+    return their names (empty when all were there). For a check when a
+    tenant file is opened, and to repair one after a transaction committed
+    inside :func:`protection_lifted`."""
+    if isinstance(target, Database):
+        with target.transaction() as tx:
+            return ensure_protection(tx)
+    if not isinstance(target, _native.Transaction):
+        raise TypeError(
+            f"ensure_protection() takes a Database or a native Transaction, not "
+            f"{type(target).__name__}"
+        )
+    rows = target.query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    present = {r["name"] for r in rows}
+    missing = [name for name in PROTECTION_TRIGGER_NAMES if name not in present]
+    for name in missing:
+        target.execute(PROTECTION_TRIGGERS[name])
+    return missing
+
+
 @contextlib.contextmanager
 def protection_lifted(connection: object) -> Iterator[None]:
     """Lift the scope protection of system graph types for the block, inside
@@ -351,24 +375,45 @@ def protection_lifted(connection: object) -> Iterator[None]:
     Drops the :data:`PROTECTION_TRIGGERS` and re-creates them when the block
     ends (also when it raises). DDL is transactional in SQLite and the
     transaction holds the writer slot, so no other connection ever sees the
-    triggers missing: they are back at commit, and a rollback restores them
-    too. Used only to register and upgrade the built-in system graph types.
+    triggers missing: they are back before the commit, and a rollback
+    restores them too. Used only to register and upgrade the built-in
+    system graph types.
 
     ``connection`` is a SQLAlchemy ``Connection`` or ``Session`` inside a
-    transaction (a Session is flushed before the triggers come back, so
-    objects added in the block are written while they are lifted) (the writer slot is taken now, see
-    :func:`alkdev_storage.sqlalchemy.honker_tx`) or a native
-    :class:`alkdev_storage.Transaction`. Outside a transaction it raises
-    ``InvalidRequestError`` and changes nothing.
+    transaction (the writer slot is taken now, see
+    :func:`alkdev_storage.sqlalchemy.honker_tx`; a Session is flushed before
+    the triggers come back, so objects added in the block are written while
+    they are lifted), or an active native :class:`alkdev_storage.Transaction`.
+    Anything else raises (``TypeError``, or ``InvalidRequestError`` outside a
+    transaction) and changes nothing.
+
+    Do not end the transaction inside the block: if it ends there, this
+    raises ``InvalidRequestError`` on exit; for a SQLAlchemy Connection or
+    Session the triggers are then restored in a new transaction, for a
+    native Transaction call :func:`ensure_protection` on the Database.
     """
     tx = _executor(connection)
     for name in PROTECTION_TRIGGER_NAMES:
         tx.execute(f"DROP TRIGGER IF EXISTS {name}")
+    clean = False
     try:
         yield
-        if isinstance(connection, Session):
+        if isinstance(connection, Session) and tx.active:
             connection.flush()  # pending ORM writes belong to the lifted block
+        clean = True
     finally:
-        for name, sql in PROTECTION_TRIGGERS.items():
-            tx.execute(f"DROP TRIGGER IF EXISTS {name}")
-            tx.execute(sql)
+        if tx.active:
+            for name, sql in PROTECTION_TRIGGERS.items():
+                tx.execute(f"DROP TRIGGER IF EXISTS {name}")
+                tx.execute(sql)
+        else:
+            restored = ""
+            if isinstance(connection, Session | sa.engine.Connection):
+                ensure_protection(honker_database(connection))
+                restored = " (the triggers were restored in a new transaction)"
+            if clean:
+                raise sa.exc.InvalidRequestError(
+                    "the transaction ended inside protection_lifted(); if it committed, the "
+                    "system graph types were briefly unprotected" + (restored or
+                    ": call alkdev_storage.schema.tenant.ensure_protection(db) now")
+                )
