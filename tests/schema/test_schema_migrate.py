@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -407,30 +406,30 @@ def test_a_failing_step_leaves_nothing_of_the_run(tmp_path) -> None:
         db.close()
 
 
-def test_the_tenant_schema_needs_sqlite_3_47_to_be_read(tmp_path) -> None:
-    """The protection triggers' messages are expressions (RAISE(ABORT, 'graph
-    type ' || name ...)): SQLite reads them since 3.47. Another library's
-    SQLite reads the file only from that version on (checked in a child
-    process: never open a file with two SQLite libraries in one process)."""
+def test_another_sqlite_library_reads_the_tenant_file_and_hits_the_triggers(tmp_path) -> None:
+    """Every honker binding and tool must open a tenant file: the schema
+    (constant trigger messages) parses with the stdlib's SQLite, whatever
+    its version, and its triggers protect system types there too (in a
+    child process: never open a file with two SQLite libraries in one
+    process)."""
     path = tmp_path / "t.db"
     migrate(path, "tenant")
     code = (
         "import sqlite3, sys\n"
         "c = sqlite3.connect(sys.argv[1])\n"
+        "n = c.execute(\"SELECT count(*) FROM sqlite_master WHERE type='trigger'\").fetchone()[0]\n"
         "try:\n"
-        "    n = c.execute(\"SELECT count(*) FROM sqlite_master WHERE type='trigger'\")"
-        ".fetchone()[0]\n"
-        "    print('ok', n)\n"
+        "    c.execute(\"INSERT INTO graph_types (id, name, version, scope, module, node_schema,"
+        " edge_schema, created_at, updated_at) VALUES ('x', 'n', '1', 'system', 'm', '{}', '{}',"
+        " 'a', 'a')\")\n"
+        "    print('ok', n, 'inserted')\n"
         "except sqlite3.DatabaseError as e:\n"
-        "    print('error', e)\n"
+        "    print('ok', n, str(e).replace(' ', '_'))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
     ).stdout.split()
-    if sqlite3.sqlite_version_info >= (3, 47, 0):
-        assert out == ["ok", "6"]
-    else:
-        assert out[0] == "error"
+    assert out == ["ok", "6", "graph_type_is_system-scope_and_cannot_be_changed"]
 
 
 def test_no_warnings_from_migrate(tmp_path) -> None:

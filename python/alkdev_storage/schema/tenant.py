@@ -25,10 +25,11 @@ protection guards against writes, not against a caller that may change
 the schema. The attributes' shape is checked here only as "a JSON object";
 validating them against the graph type's schema is the domain layer's job.
 
-The messages of the protection triggers are SQL expressions
-(``RAISE(ABORT, 'graph type ' || name || ...)``), which SQLite reads since
-3.47: a tenant file's schema cannot be opened by an older SQLite library
-(the package always uses its bundled SQLite; docs/0015).
+The messages of the protection triggers are constants (``graph type is
+system-scope and cannot be changed``): a message built from an expression
+would make the schema unreadable for SQLite before 3.47, and every honker
+binding and tool must be able to open a tenant file. The domain layer
+names the graph type in its own ScopeViolation (docs/0015).
 """
 
 from __future__ import annotations
@@ -119,11 +120,7 @@ WHEN NEW.scope = 'system' OR EXISTS (
         AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
 )
 BEGIN
-    SELECT RAISE(ABORT, 'graph type ' || ifnull(CASE WHEN NEW.scope = 'system' THEN NEW.name
-        ELSE (SELECT g.name FROM graph_types AS g
-            WHERE g.scope = 'system' AND (g.id = NEW.id OR (g.name = NEW.name
-                AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
-            LIMIT 1) END, 'NULL') || ' is system-scope and cannot be changed');
+    SELECT RAISE(ABORT, 'graph type is system-scope and cannot be changed');
 END""",
     "graph_types_protect_update": """CREATE TRIGGER graph_types_protect_update
 BEFORE UPDATE ON graph_types FOR EACH ROW
@@ -133,19 +130,13 @@ WHEN OLD.scope = 'system' OR NEW.scope = 'system' OR EXISTS (
         AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
 )
 BEGIN
-    SELECT RAISE(ABORT, 'graph type ' || ifnull(CASE WHEN OLD.scope = 'system' THEN OLD.name
-        WHEN NEW.scope = 'system' THEN NEW.name
-        ELSE (SELECT g.name FROM graph_types AS g
-            WHERE g.scope = 'system' AND g.id IS NOT OLD.id AND (g.id = NEW.id OR (g.name = NEW.name
-                AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
-            LIMIT 1) END, 'NULL') || ' is system-scope and cannot be changed');
+    SELECT RAISE(ABORT, 'graph type is system-scope and cannot be changed');
 END""",
     "graph_types_protect_delete": """CREATE TRIGGER graph_types_protect_delete
 BEFORE DELETE ON graph_types FOR EACH ROW
 WHEN OLD.scope = 'system'
 BEGIN
-    SELECT RAISE(ABORT, 'graph type ' || ifnull(OLD.name, 'NULL')
-        || ' is system-scope and cannot be changed');
+    SELECT RAISE(ABORT, 'graph type is system-scope and cannot be changed');
 END""",
 }
 
