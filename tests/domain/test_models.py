@@ -323,6 +323,27 @@ def test_json_columns() -> None:
     assert accepts(model_for(nullable, "insert"), {"doc": None})
 
 
+def test_json_columns_from_json_text() -> None:
+    """pydantic's JSON parser reads NaN/Infinity literals: refused anyway."""
+    m = model_for(nodes, "insert")
+    base = '{"graph_id": "g", "key": "k", "type": "t", "attributes": %s}'
+    got = validate(m, base % '{"a": [1, 2.5, null, {"b": true}]}')
+    assert got.attributes == {"a": [1, 2.5, None, {"b": True}]}  # type: ignore[attr-defined]
+    for bad, where in (('{"a": [1, NaN]}', "a.1"), ("-Infinity", "the top")):
+        with pytest.raises(ValidationFailed) as e:
+            validate(m, base % bad)
+        assert e.value.field == "attributes" and where in str(e.value)
+    with pytest.raises(ValidationFailed) as e:
+        validate(m, base % "null")
+    assert e.value.errors[0]["type"] == "json_not_null"
+    nullable = sa.Table("j2", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("doc", sa.JSON, nullable=True))
+    n = model_for(nullable, "insert")
+    assert validate(n, '{"doc": null}').doc is None  # type: ignore[attr-defined]
+    with pytest.raises(ValidationFailed):
+        validate(n, '{"doc": [NaN]}')
+
+
 # ---------------------------------------------------------------------
 # CHECK parsing
 # ---------------------------------------------------------------------

@@ -53,6 +53,7 @@ import enum
 import functools
 import inspect
 import keyword
+import math
 import re
 import threading
 import uuid
@@ -68,6 +69,8 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetCoreSchemaHandler,
+    GetPydanticSchema,
     JsonValue,
     NaiveDatetime,
     Tag,
@@ -77,12 +80,14 @@ from pydantic import (
 )
 from pydantic import ValidationError as _PydanticValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError, core_schema
 from sqlalchemy.dialects import sqlite as _sqlite_dialect
 
 from alkdev_storage.errors import ValidationFailed
 
 __all__ = [
     "MODES",
+    "JsonAny",
     "JsonNotNull",
     "Mode",
     "model_for",
@@ -116,7 +121,7 @@ def _json_tag(v: Any) -> str | None:
     return None
 
 
-JsonNotNull = Annotated[
+_TaggedNotNull = Annotated[
     Annotated[dict[str, JsonValue], Tag("dict")]
     | Annotated[list[JsonValue], Tag("list")]
     | Annotated[str, Tag("str")]
@@ -128,11 +133,76 @@ JsonNotNull = Annotated[
         custom_error_type="json_not_null",
         custom_error_message="Input should be a JSON value other than null",
     ),
+]
+
+_INF = (math.inf, -math.inf)
+
+
+def _nonfinite_at(v: Any) -> str | None:
+    """Where a NaN or infinity is in a decoded JSON value ("" for the value
+    itself), or None."""
+    t = type(v)
+    if t is float:
+        return "" if (v != v or v in _INF) else None
+    if t is dict:
+        items: Iterable[tuple[Any, Any]] = v.items()
+    elif t is list:
+        items = enumerate(v)
+    else:
+        return None
+    for k, x in items:
+        if type(x) in (float, dict, list):
+            at = _nonfinite_at(x)
+            if at is not None:
+                return f"{k}.{at}" if at else str(k)
+    return None
+
+
+def _finite_json(v: Any) -> Any:
+    at = _nonfinite_at(v)
+    if at is not None:
+        raise PydanticCustomError(
+            "finite_number",
+            "Input should be JSON with finite numbers (NaN or infinity at {at})",
+            {"at": at or "the top"},
+        )
+    return v
+
+
+def _finite_json_not_null(v: Any) -> Any:
+    if v is None:
+        raise PydanticCustomError("json_not_null", "Input should be a JSON value other than null")
+    return _finite_json(v)
+
+
+def _json_field(python: Any, json_check: Callable[[Any], Any]) -> GetPydanticSchema:
+    """Python input: ``python`` (a type-tagged union, all in Rust). JSON
+    input is JSON already: any value, then ``json_check`` (pydantic's JSON
+    parser reads NaN and Infinity literals, which JSON cannot hold)."""
+
+    def build(_source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.no_info_after_validator_function(
+                json_check, core_schema.any_schema()
+            ),
+            python_schema=handler.generate_schema(python),
+        )
+
+    return GetPydanticSchema(build)
+
+
+JsonNotNull = Annotated[
+    Any,
+    _json_field(_TaggedNotNull, _finite_json_not_null),
     WithJsonSchema({"type": ["object", "array", "string", "number", "boolean"]}),
 ]
-"""Any JSON value but null: the field type of a NOT NULL ``JSON`` column
-(built like pydantic's ``JsonValue``: one branch chosen by type, so an
-error names the field once)."""
+"""Any JSON value but null, numbers finite: the field type of a NOT NULL
+``JSON`` column (built like pydantic's ``JsonValue``: one branch chosen by
+type, so an error names the field once)."""
+
+JsonAny = Annotated[Any, _json_field(JsonValue, _finite_json), WithJsonSchema({})]
+"""Any JSON value, null included, numbers finite: the field type of a
+nullable ``JSON`` column."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -233,8 +303,8 @@ _SIMPLE: dict[type, Any] = {
     _dt.time: _dt.time,
     _dt.timedelta: _dt.timedelta,
     uuid.UUID: uuid.UUID,
-    dict: JsonValue,
-    list: JsonValue,
+    dict: JsonAny,
+    list: JsonAny,
 }
 
 
@@ -277,7 +347,7 @@ def _base_type(t: sa.types.TypeEngine[Any], nullable: bool, checks: _Checks, wha
             raise ValueError(f"{what}: its Enum and CHECK ... IN (...) allow no common value")
         return _literal(values)
     if isinstance(t, sa.JSON):
-        return JsonValue if nullable else JsonNotNull
+        return JsonAny if nullable else JsonNotNull
     if isinstance(t, sa.Boolean):
         return bool
     if isinstance(t, sa.SmallInteger):
