@@ -251,6 +251,14 @@ def test_string_length_and_check_in() -> None:
     assert not accepts(m, base | {"key": "k", "status": "deleted"})
 
 
+def test_strings_must_be_valid_unicode() -> None:
+    m = model_for(odd, "insert")  # "my col" is TEXT, unbounded
+    assert accepts(m, {"class": "a", "my col": "x" * 10_000})
+    with pytest.raises(ValidationFailed) as e:
+        validate(m, {"class": "a", "my col": "bad \ud800"})
+    assert e.value.field == "my col"
+
+
 def test_integer_ranges() -> None:
     m = model_for(counters, "insert")
     assert accepts(m, {"small": 32767, "big": 2**63 - 1})

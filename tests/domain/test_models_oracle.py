@@ -19,7 +19,9 @@ is documented in docs/0016-generated-models.md). Payloads never break a
 rule only the model enforces (a NOT NULL JSON column given ``None`` is
 stored as JSON ``null`` by SQLAlchemy but refused by the model; strings
 with NUL characters, which SQLite's ``length()`` counts only up to the NUL),
-since the database cannot judge those.
+since the database cannot judge those. Strings with a lone surrogate are
+drawn as invalid: the driver cannot encode them and the model refuses
+them.
 """
 
 from __future__ import annotations
@@ -241,10 +243,17 @@ def valid_values(c: ColSpec) -> st.SearchStrategy[Any]:
     }[c.kind]
 
 
+# Not valid Unicode: the driver cannot encode it as UTF-8.
+lone_surrogate = st.builds(lambda a, b: a + "\ud800" + b, st.text(text_chars, max_size=2),
+                           st.text(text_chars, max_size=2))
+
+
 def invalid_values(c: ColSpec) -> st.SearchStrategy[Any] | None:
     """Values of the right type that break a constraint the DB enforces."""
     if c.kind == "string":
-        return st.text(text_chars, min_size=c.length + 1, max_size=c.length + 5)
+        return st.text(text_chars, min_size=c.length + 1, max_size=c.length + 5) | lone_surrogate
+    if c.kind == "text":
+        return lone_surrogate
     if c.kind in ("in", "enum"):
         return st.text("abcxyz'", min_size=1, max_size=c.length).filter(
             lambda v: v not in c.values

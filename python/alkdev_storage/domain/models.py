@@ -42,7 +42,8 @@ friends -> lengths, ``Integer``/``BigInteger`` -> the 64-bit range,
 ``Numeric(p, s)`` -> ``Decimal`` digits, ``DateTime(timezone=True)`` and
 datetime TypeDecorators (``UTCDateTime``) -> aware datetimes, plain
 ``DateTime`` -> naive ones, ``LargeBinary`` -> bytes (base64 in JSON),
-``JSON`` -> any JSON value (not null for a NOT NULL column).
+``JSON`` -> any JSON value with finite numbers (not null for a NOT NULL
+column). Strings are valid Unicode (no lone surrogates).
 """
 
 from __future__ import annotations
@@ -280,7 +281,9 @@ def _str_type(length: int | None, checks: _Checks, what: str) -> Any:
         if not allowed:
             raise ValueError(f"{what}: no value of its CHECK ... IN (...) fits its length")
         return _literal(allowed)
-    return _annotated(str, min_length=checks.min_length, max_length=max_len)
+    # min_length=0 at least: pydantic checks a constrained str is valid
+    # Unicode (no lone surrogates, which cannot be stored as UTF-8).
+    return _annotated(str, min_length=checks.min_length or 0, max_length=max_len)
 
 
 def _int_type(lo: int, hi: int, checks: _Checks) -> Any:
