@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from alkdev_storage.domain import model_for
-from alkdev_storage.domain.models import JsonNotNull
+from alkdev_storage.domain.column_types import JsonNotNull
 
 TARGET = 1.2
 CHUNK = 1_000
