@@ -688,3 +688,72 @@ def test_json_schema_required_and_defaults() -> None:
     assert sorted(model_for(nodes, "select").model_json_schema()["required"]) == sorted(
         c.key for c in nodes.columns
     )
+
+
+# ---------------------------------------------------------------------
+# TypeDecorators with their own python_type; concurrent generation
+# ---------------------------------------------------------------------
+
+
+class Envelope(str):
+    """A str subclass pydantic can validate (like the secrets' EncryptedData)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(
+            cls._check, core_schema.str_schema()
+        )
+
+    @classmethod
+    def _check(cls, v: str) -> Envelope:
+        if not v.startswith("v1:"):
+            raise ValueError("not an envelope")
+        return cls(v)
+
+
+class EnvelopeColumn(sa.types.TypeDecorator[Envelope]):
+    impl = sa.Text
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[Envelope]:
+        return Envelope
+
+
+class NaiveUTC(UTCText):
+    timezone = False
+
+
+def test_type_decorators_with_their_own_python_type() -> None:
+    t = sa.Table("dec", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("secret", EnvelopeColumn, nullable=False),
+                 sa.Column("at", NaiveUTC, nullable=True))
+    m = model_for(t, "insert")
+    assert isinstance(validate(m, {"secret": "v1:abc"}).secret, Envelope)  # type: ignore[attr-defined]
+    with pytest.raises(ValidationFailed) as e:
+        validate(m, {"secret": "plain"})
+    assert e.value.field == "secret"
+    assert accepts(m, {"secret": "v1:x", "at": dt.datetime(2024, 1, 1)})
+    assert not accepts(m, {"secret": "v1:x", "at": dt.datetime(2024, 1, 1, tzinfo=UTC)})
+
+
+def test_concurrent_callers_get_one_class() -> None:
+    import threading
+
+    t = sa.Table("conc", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("v", sa.String(3)))
+    got: list[type[BaseModel]] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        got.append(model_for(t, "insert", exclude=["id"]))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(got) == 8 and len({id(m) for m in got}) == 1
