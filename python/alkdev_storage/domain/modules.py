@@ -62,7 +62,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as _PydanticValidationError
 from pydantic.json_schema import models_json_schema
 
-from alkdev_storage.errors import NotFound, ValidationFailed
+from alkdev_storage.errors import MigrationError, NotFound, ValidationFailed
 
 __all__ = [
     "JSON_SCHEMA_DIALECT",
@@ -75,6 +75,7 @@ __all__ = [
     "encrypted_fields",
     "get_module",
     "is_encrypted_type",
+    "module_for_stored",
     "module_to_db_schema",
     "modules",
     "register_module",
@@ -84,6 +85,7 @@ __all__ = [
     "validate_edge_attributes",
     "validate_node",
     "validate_node_attributes",
+    "version_key",
 ]
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -210,8 +212,11 @@ class GraphTypeModule:
     ``_`` or ``.`` (``call-graph``). ``version``: letters and digits in
     parts separated by ``.``, ``-`` or ``+`` (``1.0.0``). At least one node
     type. Iterables given for the types and triples are stored as tuples
-    and a frozenset. Construction raises ``ValueError`` naming what is
-    wrong."""
+    and a frozenset. ``admin_writes``: writing the data of graphs of this
+    module needs a principal that manages the tenant (the ACL graph: a
+    member must not grant itself permissions); it is a rule of the graph
+    store, not part of the stored schema. Construction raises
+    ``ValueError`` naming what is wrong."""
 
     name: str
     version: str
@@ -219,6 +224,7 @@ class GraphTypeModule:
     edge_types: tuple[EdgeType, ...] = ()
     triples: frozenset[tuple[str, str, str]] = frozenset()
     description: str = ""
+    admin_writes: bool = False
     _index: dict[str, NodeType | EdgeType] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
@@ -390,9 +396,9 @@ _registry: dict[tuple[str, str], tuple[GraphTypeModule, str]] = {}
 _registry_lock = threading.Lock()
 
 
-def _version_key(version: str) -> tuple[tuple[int, int, str], ...]:
-    """Natural order of versions: numeric parts compare as numbers and sort
-    before non-numeric ones (``1.10.0`` > ``1.9.0``)."""
+def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key of a module version (natural order): numeric parts compare
+    as numbers and sort before non-numeric ones (``1.10.0`` > ``1.9.0``)."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p)
                  for p in re.split(r"[.+-]", version))
 
@@ -438,14 +444,41 @@ def get_module(name: str, version: str | None = None) -> GraphTypeModule:
         versions = [k[1] for k in _registry if k[0] == name]
         if not versions:
             raise NotFound(f"module {name} is not registered in this process")
-        return _registry[(name, max(versions, key=_version_key))][0]
+        return _registry[(name, max(versions, key=version_key))][0]
+
+
+def module_for_stored(name: str, version: str, node_schema: object,
+                      edge_schema: object) -> GraphTypeModule:
+    """The registered module that a stored graph type (its ``module``,
+    ``version``, ``node_schema``, ``edge_schema`` columns) was registered
+    from. Raises :class:`~alkdev_storage.errors.NotFound` when no module of
+    that name and version is registered in this process, and
+    :class:`~alkdev_storage.errors.MigrationError` when the registered one
+    has other schemas than the stored ones (the code and the file
+    disagree: a module changed without a new version)."""
+    try:
+        m = get_module(name, version)
+    except NotFound:
+        raise NotFound(
+            f"module {name} {version} is not registered in this process; import or register "
+            "it to write to graphs of this type"
+        ) from None
+    node, edge = module_to_db_schema(m)
+    if canonical_json(node) != canonical_json(node_schema) or canonical_json(
+        edge
+    ) != canonical_json(edge_schema):
+        raise MigrationError(
+            f"module {m.label}: the schemas stored in the file differ from the module "
+            "registered in this process (a module changed without a new version)"
+        )
+    return m
 
 
 def modules() -> list[GraphTypeModule]:
     """Every registered module, by name then version (natural order)."""
     with _registry_lock:
         found = [v[0] for v in _registry.values()]
-    return sorted(found, key=lambda m: (m.name, _version_key(m.version)))
+    return sorted(found, key=lambda m: (m.name, version_key(m.version)))
 
 
 # ---------------------------------------------------------------------------

@@ -109,6 +109,7 @@ ACL_GRAPH = GraphTypeModule(
     name="acl-graph",
     version="1.0.0",
     description="Principals, agents, roles and resources; delegation and grants.",
+    admin_writes=True,
     node_types=(
         NodeType("principal", PrincipalAttributes, "an account, team, org or service"),
         NodeType("agent", AgentAttributes, "an automated actor"),
