@@ -10,6 +10,7 @@ end, one line each.
 from __future__ import annotations
 
 from alkdev_storage.domain.builtin import ACL_GRAPH, BUILTIN_MODULES, CALL_GRAPH
+from alkdev_storage.domain.graphs import Change, GraphStore, Sealer, init_tenant
 from alkdev_storage.domain.modules import (
     Attributes,
     EdgeType,
@@ -30,12 +31,16 @@ __all__ = [
     "BUILTIN_MODULES",
     "CALL_GRAPH",
     "Attributes",
+    "Change",
     "EdgeType",
+    "GraphStore",
     "GraphTypeModule",
     "NodeType",
     "Principal",
+    "Sealer",
     "encrypted_fields",
     "get_module",
+    "init_tenant",
     "module_to_db_schema",
     "modules",
     "register_module",
