@@ -35,6 +35,7 @@ What this does not cover (documented bypasses):
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -71,6 +72,10 @@ _NODE_TYPES = sa.select(_N.c.id, _N.c.type, _N.c.graph_id).where(
 # changed type gets a new key.
 _modules: dict[tuple[str, object], GraphTypeModule | None] = {}
 _MAX_CACHED = 1024
+# transaction -> {graph id: module}: a flush of many rows looks each graph
+# up once per transaction.
+_per_transaction: weakref.WeakKeyDictionary[Any, dict[str, GraphTypeModule | None]] = (
+    weakref.WeakKeyDictionary())
 
 
 def module_of_graph(connection: sa.Connection, graph_id: str) -> GraphTypeModule | None:
@@ -81,7 +86,17 @@ def module_of_graph(connection: sa.Connection, graph_id: str) -> GraphTypeModule
     ``ValidationFailed`` on ``graph_id`` when there is no such graph, on
     ``type`` when its module is not registered in this process, and
     ``MigrationError`` when the registered module's schemas differ from the
-    stored ones."""
+    stored ones. Within one transaction a graph is looked up once."""
+    tx = connection.get_transaction()
+    seen = _per_transaction.setdefault(tx, {}) if tx is not None else {}
+    if graph_id in seen:
+        return seen[graph_id]
+    m = _lookup(connection, graph_id)
+    seen[graph_id] = m
+    return m
+
+
+def _lookup(connection: sa.Connection, graph_id: str) -> GraphTypeModule | None:
     row = connection.execute(_TYPE_OF_GRAPH, {"graph_id": graph_id}).one_or_none()
     if row is None:
         raise ValidationFailed(f"graph_id: no graph {graph_id!r}", field="graph_id",
