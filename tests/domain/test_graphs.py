@@ -305,15 +305,15 @@ def test_user_types_are_private(tenant: alkdev_storage.Database) -> None:
 def test_orm_and_raw_sql_cannot_touch_system_types(tenant: alkdev_storage.Database) -> None:
     before = rows(tenant, "graph_types")
     engine = create_engine(tenant)
-    with pytest.raises(sa.exc.IntegrityError, match="call-graph is system-scope"), \
+    with pytest.raises(sa.exc.IntegrityError, match="graph type is system-scope"), \
             Session(engine) as session, session.begin():
         gt = session.scalars(sa.select(GraphType).where(GraphType.name == "call-graph")).one()
         gt.version = "9.9.9"
-    with pytest.raises(sa.exc.IntegrityError, match="is system-scope"), \
+    with pytest.raises(sa.exc.IntegrityError, match="graph type is system-scope"), \
             Session(engine) as session, session.begin():
         gt = session.scalars(sa.select(GraphType).where(GraphType.name == "acl-graph")).one()
         session.delete(gt)
-    with pytest.raises(sa.exc.IntegrityError, match="fake is system-scope"), \
+    with pytest.raises(sa.exc.IntegrityError, match="graph type is system-scope"), \
             Session(engine) as session, session.begin():
         node_schema, edge_schema = module_to_db_schema(THINGS)
         session.add(GraphType(name="fake", version="1", scope="system", module="things",
