@@ -582,3 +582,8 @@ def test_envelope_size_overhead():
     for n in (0, 1, 2, 3, 100, 1024):
         assert len(encrypt(b"x" * n, WHERE, provider)) == envelope_size(n)
     assert envelope_size(1024) == 1408
+
+
+def test_marked_as_encrypted_for_modules():
+    # domain.modules finds secret fields by this marker
+    assert EncryptedData.__alkdev_encrypted__ is True

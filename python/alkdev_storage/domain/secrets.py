@@ -243,6 +243,10 @@ class EncryptedData(str):
 
     __slots__ = ()
 
+    __alkdev_encrypted__ = True
+    """Marks the type as a secret: a graph-type module's attribute of this
+    type is an encrypted field (``domain.modules.encrypted_fields``)."""
+
     def __new__(cls, value: str) -> EncryptedData:
         if type(value) is cls:
             return value
