@@ -442,6 +442,11 @@ class Database:
         """A write transaction that has already begun (``BEGIN IMMEDIATE``,
         waiting for the writer slot with the GIL released), for explicit
         ``commit()``/``rollback()``."""
+    def try_begin(self) -> Transaction | None:
+        """A write transaction already begun, if beginning needs no wait:
+        the writer slot is free and no other process holds the file's
+        write lock. Otherwise None, at once (never waits, never sleeps);
+        the fast path of the async writes (docs/0020)."""
     def read(self) -> Snapshot:
         """A consistent read snapshot that begins on ``with``:
         ``with db.read() as snap:``."""

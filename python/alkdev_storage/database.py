@@ -52,10 +52,11 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack
 
 from alkdev_storage import _native
 from alkdev_storage.errors import InterfaceError
+from alkdev_storage.primitives.aio import AsyncTransaction, off_loop, write
 from alkdev_storage.primitives.lock import Lock
 from alkdev_storage.primitives.notify import (
     DEFAULT_MAX_BUFFERED,
@@ -71,6 +72,11 @@ from alkdev_storage.primitives.scheduler import Scheduler
 from alkdev_storage.primitives.stream import Stream
 from alkdev_storage.primitives.validate import as_int, check_name
 from alkdev_storage.primitives.wake import WakeHub
+from alkdev_storage.primitives.worker_loop import (
+    DEFAULT_GRACE_S,
+    run_workers,
+    run_workers_blocking,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -81,6 +87,8 @@ if TYPE_CHECKING:
     from alkdev_storage.primitives.tasks import PeriodicTaskOptions, TaskOptions, TaskWrapper
 
 __all__ = ["WATCHER_BACKENDS", "Database", "open"]
+
+T = TypeVar("T")
 
 WATCHER_BACKENDS: tuple[str | None, ...] = (None, "polling", "kernel", "shm")
 """The ``watcher_backend`` values honker accepts (all served by the one
@@ -262,6 +270,29 @@ class Database(_native.Database):
         hub = getattr(self, "_hub", None)
         if hub is not None:
             hub.stop(join=False)
+
+    # -- async writes (off the event loop; docs/0020) ------------------
+
+    def atransaction(self) -> AsyncTransaction:
+        """``async with db.atransaction() as tx:`` — a write transaction
+        for async code: it waits for the writer slot and the file's write
+        lock on a worker thread, never on the event loop, and commits (or
+        rolls back on an exception) the same way. ``tx`` is the native
+        Transaction, so every ``tx=`` argument takes it."""
+        return AsyncTransaction(self)
+
+    async def arun(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Await ``fn(*args, **kwargs)`` run on a write-waiting thread: any
+        blocking write (``queue.enqueue_batch``, ``lock.acquire``...) from
+        async code without blocking the event loop."""
+        return await off_loop(fn, *args, **kwargs)
+
+    async def anotify(self, channel: str, payload: Any) -> int:
+        """Awaitable :meth:`notify` (waits off the event loop)."""
+        check_name(channel, "channel")
+        return await write(
+            self, lambda tx: tx.notify(channel, payload), lambda: self.notify(channel, payload)
+        )
 
     # -- notify / listen -----------------------------------------------
 
@@ -455,23 +486,41 @@ class Database(_native.Database):
         queue: str | None = None,
         concurrency: int | None = None,
         stop_event: asyncio.Event | None = None,
+        *,
+        handle_signals: bool = True,
+        grace_s: float = DEFAULT_GRACE_S,
     ) -> None:
-        """Run task workers until ``stop_event`` is set or cancelled."""
-        from alkdev_storage.primitives.tasks import run_workers
-
-        await run_workers(self, queue=queue, concurrency=concurrency, stop_event=stop_event)
+        """Run task workers until ``stop_event`` is set, SIGTERM/SIGINT
+        arrives or the task is cancelled, then stop gracefully (running
+        jobs finish within ``grace_s`` or are given back; see
+        :mod:`alkdev_storage.primitives.worker_loop`)."""
+        await run_workers(
+            self,
+            queue=queue,
+            concurrency=concurrency,
+            stop_event=stop_event,
+            handle_signals=handle_signals,
+            grace_s=grace_s,
+        )
 
     def run_workers_blocking(
         self,
         queue: str | None = None,
         stop_event: threading.Event | None = None,
         timeout: float | None = None,
+        *,
+        handle_signals: bool = True,
     ) -> int:
         """Run task jobs in this thread (no event loop) until ``stop_event``
-        is set or nothing arrived for ``timeout`` seconds."""
-        from alkdev_storage.primitives.tasks import run_workers_blocking
-
-        return run_workers_blocking(self, queue=queue, stop_event=stop_event, timeout=timeout)
+        is set, SIGTERM arrives (the job in hand finishes first) or nothing
+        arrived for ``timeout`` seconds."""
+        return run_workers_blocking(
+            self,
+            queue=queue,
+            stop_event=stop_event,
+            timeout=timeout,
+            handle_signals=handle_signals,
+        )
 
 
 def open(

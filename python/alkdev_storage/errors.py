@@ -162,7 +162,16 @@ class Retryable(Exception):
 
     def __init__(self, message: str = "", delay_s: int = 60) -> None:
         super().__init__(message)
-        self.delay_s = int(delay_s)
+        # Whole seconds (honker's deadlines are unix seconds): a float, a
+        # bool or a string is refused, never truncated.
+        if type(delay_s) is bool or not hasattr(type(delay_s), "__index__"):
+            raise TypeError(
+                f"delay_s must be an int (whole seconds), not {type(delay_s).__name__}"
+            )
+        delay = delay_s.__index__()
+        if delay < 0:
+            raise ValueError(f"delay_s must be >= 0, got {delay}")
+        self.delay_s = delay
 
 
 class TaskFailed(Exception):

@@ -3,7 +3,8 @@ another layer's private (leading-underscore) names.
 
 Layers, bottom up: the native module and the exceptions, the primitives,
 the Database, the DB-API driver, the SQLAlchemy dialect, the schema
-(tables and migrations), the domain (modules, models, secrets, catalog). The package root
+(tables and migrations), the domain (modules, models, secrets, catalog),
+the operations, the events, the tenancy (the hub). The package root
 (``alkdev_storage/__init__.py``) re-exports everything and is not a layer.
 ``alkdev_storage._native`` is the documented native module: any layer may
 import it (but not reach into its own private names).
@@ -32,6 +33,9 @@ LAYERS = [
     ("sqlalchemy",),
     ("schema",),
     ("domain",),
+    ("operations",),
+    ("events",),
+    ("tenancy",),
 ]
 
 # (module, "<expression>.<private name>") pairs allowed to reach into a

@@ -109,3 +109,13 @@ def test_sqlalchemy(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert oracle("SELECT queue, payload FROM _honker_live") == [
         ("account-maintenance", '{"n":"ada"}')
     ]
+
+
+def test_async_writes(in_tmp: Path) -> None:
+    run_block(block_with("atransaction()"))
+    assert oracle("SELECT file FROM uploads") == [("dog.png",)]
+    # both jobs were claimed and acked; the notification was written
+    assert oracle("SELECT count(*) FROM _honker_live WHERE queue = 'thumbnails'") == [(0,)]
+    assert oracle("SELECT channel, payload FROM _honker_notifications") == [
+        ("uploads", '{"file":"cat.png"}')
+    ]

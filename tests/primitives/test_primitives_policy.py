@@ -390,7 +390,12 @@ def test_domain_exceptions_live_in_errors(db) -> None:  # type: ignore[no-untype
     with db.lock("x"), pytest.raises(LockHeld), db.lock("x"):
         pass
     assert db.lock("y", ttl=1).renew() is False
-    assert Retryable("m", delay_s="7").delay_s == 7  # type: ignore[arg-type]
+    assert Retryable("m", delay_s=7).delay_s == 7
+    for bad in ("7", 1.5, 2.0, True, None):
+        with pytest.raises(TypeError, match="delay_s must be an int"):
+            Retryable("m", delay_s=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="delay_s must be >= 0"):
+        Retryable("m", delay_s=-1)
 
 
 def test_reprs(db) -> None:  # type: ignore[no-untyped-def]

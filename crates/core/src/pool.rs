@@ -132,6 +132,26 @@ impl<C: Send> WriterSlot<C> {
         self.acquire_slow(w, timeout)
     }
 
+    /// Take the writer only if it is free now; never waits. `Ok(None)`
+    /// when another thread holds it (or this one: no deadlock either).
+    #[inline]
+    pub fn try_acquire<W: Waiter>(
+        &self,
+        w: &W,
+    ) -> Result<Option<C>, PoolError<W::Error, std::convert::Infallible>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PoolError::Closed);
+        }
+        match self.slot.try_lock().and_then(|mut g| g.take()) {
+            Some(c) => {
+                self.owner.store(thread_tag(), Ordering::Relaxed);
+                self.owner_ident.store(w.ident(), Ordering::Relaxed);
+                Ok(Some(c))
+            }
+            None => Ok(None),
+        }
+    }
+
     #[cold]
     fn acquire_slow<W: Waiter>(
         &self,

@@ -307,6 +307,18 @@ impl DbInner {
         }
     }
 
+    /// The writer if it is free now (None: held by a thread).
+    pub fn try_acquire_writer(&self, py: Python<'_>) -> PyResult<Option<Conn>> {
+        match self.writer.try_acquire(&PyWait(py)) {
+            Ok(Some(mut c)) => {
+                self.funcs.apply(&mut c);
+                Ok(Some(c))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.pool_error(py, e, |never| match never {})),
+        }
+    }
+
     #[inline]
     pub fn release_writer(&self, conn: Conn) {
         self.writer.release(conn);

@@ -145,6 +145,39 @@ impl Session {
         Ok(())
     }
 
+    /// Begin a write session only if it needs no wait: the writer slot is
+    /// free and the file's write lock can be had at once. False (nothing
+    /// held) otherwise.
+    pub fn try_begin(&self, py: Python<'_>) -> PyResult<bool> {
+        debug_assert!(self.kind == Kind::Write);
+        if self.state.lock().status != Status::New {
+            return Err(ProgrammingError::new_err(format!(
+                "this {} has already begun",
+                self.what()
+            )));
+        }
+        let Some(mut conn) = self.db.try_acquire_writer(py)? else {
+            return Ok(false);
+        };
+        conn.end_read();
+        match conn.try_begin_immediate(py) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.db.give_back(true, conn);
+                return Ok(false);
+            }
+            Err(e) => {
+                conn.rollback();
+                self.db.give_back(true, conn);
+                return Err(e);
+            }
+        }
+        let mut st = self.state.lock();
+        st.conn = Some(conn);
+        st.status = Status::Active;
+        Ok(true)
+    }
+
     fn check_active(&self, st: &SessState) -> PyResult<()> {
         match st.status {
             Status::Active => Ok(()),

@@ -1,2 +1,74 @@
-"""The domain layer: graph-type modules, generated models, the event
-catalog and encrypted secrets (see docs/ARCHITECTURE.md)."""
+"""The domain layer: graph-type modules and their validation, principals,
+the validated graph store, generated pydantic models, the event catalog
+and encrypted secrets (docs/0016-0019).
+
+Importing it registers the built-in modules (call graph, ACL graph, ...)
+in the process's module registry.
+
+* :mod:`~alkdev_storage.domain.modules`: graph-type modules,
+  ``module_to_db_schema``, ``validate_node``, ``validate_edge``.
+* :mod:`~alkdev_storage.domain.graphs`: ``init_tenant`` and ``GraphStore``
+  (every write validated against its graph type; scope protection).
+* :mod:`~alkdev_storage.domain.models`: ``model_for(table, mode)``
+  (ADR-046), ``validate``, ``row_values``.
+* :mod:`~alkdev_storage.domain.catalog`: the channels, streams and queues of
+  DESIGN.md's event catalog with their payload models; ``notify``,
+  ``publish``, ``enqueue`` validate before writing, ``parse`` for listeners.
+"""
+
+from __future__ import annotations
+
+from alkdev_storage.domain import catalog
+from alkdev_storage.domain.builtin import ACL_GRAPH, BUILTIN_MODULES, CALL_GRAPH
+from alkdev_storage.domain.graphs import Change, GraphStore, Sealer, init_tenant
+from alkdev_storage.domain.models import (
+    MODES,
+    Mode,
+    model_for,
+    row_values,
+    validate,
+    validation_failed,
+)
+from alkdev_storage.domain.modules import (
+    Attributes,
+    EdgeType,
+    GraphTypeModule,
+    NodeType,
+    encrypted_fields,
+    get_module,
+    module_to_db_schema,
+    modules,
+    register_module,
+    validate_edge,
+    validate_node,
+)
+from alkdev_storage.domain.principal import Principal
+
+__all__ = [
+    "ACL_GRAPH",
+    "BUILTIN_MODULES",
+    "CALL_GRAPH",
+    "MODES",
+    "Attributes",
+    "Change",
+    "EdgeType",
+    "GraphStore",
+    "GraphTypeModule",
+    "Mode",
+    "NodeType",
+    "Principal",
+    "Sealer",
+    "catalog",
+    "encrypted_fields",
+    "get_module",
+    "init_tenant",
+    "model_for",
+    "module_to_db_schema",
+    "modules",
+    "register_module",
+    "row_values",
+    "validate",
+    "validate_edge",
+    "validate_node",
+    "validation_failed",
+]

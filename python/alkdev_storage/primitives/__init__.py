@@ -40,13 +40,15 @@ from alkdev_storage.errors import (
     TaskFailed,
     UnknownTaskError,
 )
+from alkdev_storage.primitives.aio import AsyncTransaction
 from alkdev_storage.primitives.contract import DatabaseContract, TransactionContract
 from alkdev_storage.primitives.extension import extension_info, load_extension
+from alkdev_storage.primitives.job import Job
 from alkdev_storage.primitives.lock import Lock
 from alkdev_storage.primitives.notify import Listener, Notification, UpdateEvents
 from alkdev_storage.primitives.outbox import Outbox
 from alkdev_storage.primitives.policy import JobPolicy
-from alkdev_storage.primitives.queue import ClaimIterator, Job, Queue
+from alkdev_storage.primitives.queue import ClaimIterator, Queue
 from alkdev_storage.primitives.scheduler import (
     CronSchedule,
     Scheduler,
@@ -64,12 +66,12 @@ from alkdev_storage.primitives.tasks import (
     TaskWrapper,
     load_app,
     registry,
-    run_workers,
-    run_workers_blocking,
 )
 from alkdev_storage.primitives.worker import run_task, run_task_blocking
+from alkdev_storage.primitives.worker_loop import run_workers, run_workers_blocking
 
 __all__ = [
+    "AsyncTransaction",
     "ClaimIterator",
     "CronSchedule",
     "DatabaseContract",

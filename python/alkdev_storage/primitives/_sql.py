@@ -40,6 +40,7 @@ __all__ = [
     "ENQUEUE",
     "EXHAUSTED_INDEXES",
     "FAIL_TAKE",
+    "GIVE_BACK",
     "HEARTBEAT",
     "INSERT_DEAD",
     "NEXT_CLAIM_AT",
@@ -169,6 +170,15 @@ ACK_MANY = (
 # Not a honker function: the inverse of a reservation, for jobs claim()
 # reserved and never handed out (no attempt was spent on them).
 # ?1 JSON array of ids ?2 worker
+# ?1 id ?2 worker: a handed-out job returned unrun (worker shutdown), its
+# attempt refunded; only while the claim is still ours.
+GIVE_BACK = (
+    "UPDATE _honker_live SET state = 'pending', worker_id = NULL, claim_expires_at = NULL, "
+    "run_at = unixepoch(), attempts = max(attempts - 1, 0) "
+    "WHERE id = ?1 AND worker_id = ?2 AND state = 'processing' "
+    "AND claim_expires_at >= unixepoch()"
+)
+
 UNCLAIM = (
     "UPDATE _honker_live SET state = 'pending', worker_id = NULL, "
     "claim_expires_at = NULL "

@@ -24,7 +24,11 @@ __all__ = ["ClaimIterator"]
 
 
 class ClaimIterator(WakeIterator):
-    """``queue.claim(worker_id)``: batched claims, one job per step."""
+    """``queue.claim(worker_id)``: batched claims, one job per step.
+    Every step writes (a claim, or spending a reserved job's attempt), so
+    ``async for`` runs it off the event loop (primitives.aio)."""
+
+    _poll_writes = True
 
     def __init__(
         self,
@@ -84,6 +88,13 @@ class ClaimIterator(WakeIterator):
             buf.extend(jobs[1:])
         self._yielded_at = time.monotonic()
         return jobs[0]
+
+    def _discard(self, item: Any) -> None:
+        job: Job = item
+        try:
+            self.queue.give_back(job.id, job.worker_id)
+        except Exception:
+            pass  # the claim expires and the job is reclaimed
 
     def _wait_hint(self) -> float | None:
         t = self.idle_poll_s

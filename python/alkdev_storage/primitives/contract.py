@@ -91,6 +91,10 @@ class DatabaseContract(TransactionContract, Protocol):
         """A write transaction (``with db.transaction() as tx``)."""
         ...
 
+    def try_begin(self) -> _native.Transaction | None:
+        """A write transaction begun now if that needs no wait, else None."""
+        ...
+
     def subscribe_updates(self) -> _native.UpdateSubscription:
         """A subscription to commits on the file (any process)."""
         ...

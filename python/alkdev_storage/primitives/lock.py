@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from alkdev_storage.errors import LockHeld
+from alkdev_storage.primitives.aio import off_loop
 from alkdev_storage.primitives.validate import as_int, check_name
 
 if TYPE_CHECKING:
@@ -108,8 +109,9 @@ class Lock:
         return False
 
     async def __aenter__(self) -> Lock:
-        """``async with``: as :meth:`__enter__` (a short write transaction)."""
-        return self.__enter__()
+        """``async with``: as :meth:`__enter__`; its write waits off the
+        event loop (primitives.aio)."""
+        return await off_loop(self.__enter__)
 
     async def __aexit__(
         self,
@@ -117,8 +119,8 @@ class Lock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        """``async with``: as :meth:`__exit__`."""
-        return self.__exit__(exc_type, exc, tb)
+        """``async with``: as :meth:`__exit__`, off the event loop."""
+        return await off_loop(self.__exit__, exc_type, exc, tb)
 
     def __repr__(self) -> str:
         state = "acquired" if self.acquired else "not acquired"

@@ -43,9 +43,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage.errors import Retryable
+from alkdev_storage.primitives.aio import write
 
 if TYPE_CHECKING:
-    from alkdev_storage.primitives.queue import Job
+    from alkdev_storage.primitives.contract import TransactionContract
+    from alkdev_storage.primitives.job import Job
 
 __all__ = ["JobPolicy"]
 
@@ -80,17 +82,17 @@ class JobPolicy:
 
     # -- settling the job ------------------------------------------------
 
-    def succeeded(self, job: Job, result: Any) -> None:
-        """Save the result (if asked), then ack."""
+    def succeeded(self, job: Job, result: Any, tx: TransactionContract | None = None) -> None:
+        """Save the result (if asked), then ack (in ``tx`` when given)."""
         if self.save_result:
             try:
                 ttl = self.result_ttl_s
-                job.queue.save_result(job.id, result, ttl=None if ttl is None else int(ttl))
+                job.queue.save_result(job.id, result, ttl=None if ttl is None else int(ttl), tx=tx)
             except Exception:
                 _log.exception("could not save the result of job %s on %r", job.id, job.queue_name)
-        job.ack()
+        job.ack(tx=tx)
 
-    def failed(self, job: Job, exc: Exception) -> None:
+    def failed(self, job: Job, exc: Exception, tx: TransactionContract | None = None) -> None:
         """Retry or dead-letter ``job`` after ``exc`` (see the module docstring)."""
         if isinstance(exc, Retryable):
             delay, error = exc.delay_s, str(exc)
@@ -99,10 +101,11 @@ class JobPolicy:
         else:
             delay = self.delay_for(job.attempts)
             error = f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc))}"
+        q = job.queue
         if self.retries is not None and job.attempts >= self.retries:
-            job.fail(error=error)
+            q.fail(job.id, job.worker_id, error, tx=tx)
         else:
-            job.retry(delay_s=delay, error=error)
+            q.retry(job.id, job.worker_id, delay, error, tx=tx)
 
     # -- running the handler ---------------------------------------------
 
@@ -115,7 +118,8 @@ class JobPolicy:
     ) -> bool:
         """Run ``fn(*args, **kwargs)`` (``args`` None: ``fn(job.payload)``)
         on the event loop (or in a thread, see the module docstring) and
-        settle ``job``. True if the handler succeeded."""
+        settle ``job`` (the ack / retry / fail waits off the event loop).
+        True if the handler succeeded."""
         try:
             if args is None:
                 args = (job.payload,)
@@ -130,9 +134,18 @@ class JobPolicy:
             if aw is not None:
                 result = await (aw if timeout is None else asyncio.wait_for(aw, timeout))
         except Exception as e:
-            self.failed(job, e)
+            err = e
+            await write(
+                job.queue.db,
+                lambda t: self.failed(job, err, tx=t),
+                lambda: self.failed(job, err),
+            )
             return False
-        self.succeeded(job, result)
+        await write(
+            job.queue.db,
+            lambda t: self.succeeded(job, result, tx=t),
+            lambda: self.succeeded(job, result),
+        )
         return True
 
     def run_blocking(

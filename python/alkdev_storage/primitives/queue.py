@@ -61,8 +61,10 @@ from typing import TYPE_CHECKING, Any
 from alkdev_storage import _native
 from alkdev_storage.errors import InterfaceError, TaskFailed
 from alkdev_storage.primitives import _sql
+from alkdev_storage.primitives.aio import write
 from alkdev_storage.primitives.claim_iterator import ClaimIterator
 from alkdev_storage.primitives.contract import executor
+from alkdev_storage.primitives.job import Job
 from alkdev_storage.primitives.payload import decode, encode
 from alkdev_storage.primitives.tasks import periodic_task_decorator, task_decorator
 from alkdev_storage.primitives.validate import (
@@ -81,7 +83,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ClaimIterator", "Job", "Queue"]
 
-_UNSET: Any = object()
 
 # The indexes of ours on honker's tables that keep claims O(log n) of the
 # backlog (docs/0010); database.py creates them when a Database opens.
@@ -160,95 +161,6 @@ def _ids_arg(job_ids: int | Iterable[int] | None, all_: bool, what: str) -> str 
     if isinstance(job_ids, int) or hasattr(type(job_ids), "__index__"):
         return encode([as_int(job_ids, "job_id")])
     return encode([as_int(i, "job id") for i in job_ids])
-
-
-class Job:
-    """A claimed job (what ``claim()``, ``claim_one()`` and
-    ``claim_batch()`` return). ``payload`` is decoded from JSON lazily."""
-
-    __slots__ = (
-        "_payload",
-        "_payload_raw",
-        "attempts",
-        "claim_expires_at",
-        "created_at",
-        "id",
-        "last_error",
-        "max_attempts",
-        "priority",
-        "queue",
-        "queue_name",
-        "run_at",
-        "state",
-        "worker_id",
-    )
-
-    def __init__(self, queue: Queue, row: dict[str, Any]) -> None:
-        self.queue = queue
-        self.id: int = row["id"]
-        self.queue_name: str = row["queue"]
-        self._payload_raw: str | None = row["payload"]
-        self._payload: Any = _UNSET
-        self.worker_id: str = row["worker_id"]
-        self.attempts: int = row["attempts"]
-        self.claim_expires_at: int = row["claim_expires_at"]
-        self.state: str = row.get("state", "processing")
-        self.priority: int = row.get("priority", 0)
-        self.run_at: int = row.get("run_at", 0)
-        self.max_attempts: int = row.get("max_attempts", queue.max_attempts)
-        self.last_error: str | None = row.get("last_error", None)
-        self.created_at: int = row.get("created_at", 0)
-
-    @classmethod
-    def _claimed(cls, queue: Queue, row: tuple[Any, ...]) -> Job:
-        """From a claim row (id, queue, payload, worker_id, attempts,
-        claim_expires_at)."""
-        j = cls.__new__(cls)
-        j.queue = queue
-        j.id, j.queue_name, j._payload_raw, j.worker_id, j.attempts, j.claim_expires_at = row
-        j._payload = _UNSET
-        j.state = "processing"
-        j.priority = 0
-        j.run_at = 0
-        j.max_attempts = queue.max_attempts
-        j.last_error = None
-        j.created_at = 0
-        return j
-
-    @property
-    def payload(self) -> Any:
-        """The decoded JSON payload (decoded on first access)."""
-        if self._payload is _UNSET:
-            raw = self._payload_raw
-            self._payload = decode(raw) if raw else None
-        return self._payload
-
-    def ack(self, *, tx: TransactionContract | None = None) -> bool:
-        """Delete the job if our claim is still valid; True if it was.
-        With ``tx`` the ack commits (or not) with the caller's writes."""
-        return self.queue.ack(self.id, self.worker_id, tx=tx)
-
-    def retry(self, delay_s: int = 60, error: str = "") -> bool:
-        """Back to pending, claimable again after ``delay_s`` seconds (or to
-        the dead table once its attempts are used up), recording
-        ``error``. True iff our claim was still valid."""
-        return self.queue.retry(self.id, self.worker_id, delay_s, error)
-
-    def fail(self, error: str = "") -> bool:
-        """Straight to the dead table with ``error``. True iff our claim was
-        still valid."""
-        return self.queue.fail(self.id, self.worker_id, error)
-
-    def heartbeat(self, extend_s: int | None = None) -> bool:
-        """Extend our claim to ``extend_s`` seconds from now (default: the
-        queue's visibility timeout). False if the claim is no longer ours."""
-        return self.queue.heartbeat(self.id, self.worker_id, extend_s)
-
-    def __repr__(self) -> str:
-        return (
-            f"Job(id={self.id}, queue={self.queue_name!r}, attempts={self.attempts}, "
-            f"worker_id={self.worker_id!r})"
-        )
 
 
 def _first(row: tuple[Any, ...] | None) -> Any:
@@ -335,6 +247,26 @@ class Queue:
         assert row is not None  # INSERT ... RETURNING id
         job_id: int = row[0]
         return job_id
+
+    async def aenqueue(
+        self,
+        payload: Any,
+        tx: TransactionContract | None = None,
+        run_at: int | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+        expires: float | None = None,
+    ) -> int:
+        """Awaitable :meth:`enqueue`: waits for the writer off the event
+        loop (with ``tx`` it joins that transaction, which already holds
+        the writer)."""
+        if tx is not None:
+            return self.enqueue(payload, tx, run_at, delay, priority, expires)
+        return await write(
+            self.db,
+            lambda t: self.enqueue(payload, t, run_at, delay, priority, expires),
+            lambda: self.enqueue(payload, None, run_at, delay, priority, expires),
+        )
 
     # -- claiming ------------------------------------------------------
 
@@ -458,14 +390,25 @@ class Queue:
         ex = self.db if tx is None else executor(self.db, tx)
         return ex.execute(self._s_ack_many, (encode(ids), worker_id)).changes
 
-    def retry(self, job_id: int, worker_id: str, delay_s: int, error: str) -> bool:
+    def retry(
+        self,
+        job_id: int,
+        worker_id: str,
+        delay_s: int,
+        error: str,
+        *,
+        tx: TransactionContract | None = None,
+    ) -> bool:
         """Back to pending after ``delay_s`` (or to the dead table once
-        attempts are exhausted). True iff our claim was still valid."""
+        attempts are exhausted). True iff our claim was still valid. With
+        ``tx`` it joins that transaction."""
         job_id = as_int(job_id, "job_id")
         delay_s = as_int(delay_s, "delay_s")
         check_name(worker_id, "worker_id")
-        with self.db.transaction() as tx:
-            done = self._retry_in(tx, job_id, worker_id, delay_s, str(error))
+        if tx is not None:
+            return self._retry_in(executor(self.db, tx), job_id, worker_id, delay_s, str(error))
+        with self.db.transaction() as own:
+            done = self._retry_in(own, job_id, worker_id, delay_s, str(error))
         return done
 
     def _retry_in(
@@ -481,12 +424,17 @@ class Queue:
             tx.execute(self._s_to_pending, (row[0], delay_s))
         return True
 
-    def fail(self, job_id: int, worker_id: str, error: str) -> bool:
-        """Straight to the dead table. True iff our claim was still valid."""
+    def fail(
+        self, job_id: int, worker_id: str, error: str, *, tx: TransactionContract | None = None
+    ) -> bool:
+        """Straight to the dead table. True iff our claim was still valid.
+        With ``tx`` it joins that transaction."""
         job_id = as_int(job_id, "job_id")
         check_name(worker_id, "worker_id")
-        with self.db.transaction() as tx:
-            done = self._fail_in(tx, job_id, worker_id, str(error))
+        if tx is not None:
+            return self._fail_in(executor(self.db, tx), job_id, worker_id, str(error))
+        with self.db.transaction() as own:
+            done = self._fail_in(own, job_id, worker_id, str(error))
         return done
 
     def _fail_in(self, tx: TransactionContract, job_id: int, worker_id: str, error: str) -> bool:
@@ -495,6 +443,14 @@ class Queue:
             return False
         tx.execute(self._s_insert_dead, (*row, error))
         return True
+
+    def give_back(self, job_id: int, worker_id: str) -> bool:
+        """Return a claimed job unrun: pending, due now, the attempt its
+        claim spent refunded. True iff ``worker_id``'s claim was still
+        valid."""
+        check_name(worker_id, "worker_id")
+        params = (as_int(job_id, "job_id"), worker_id)
+        return self.db.execute(self.db.statement(_sql.GIVE_BACK), params).changes > 0
 
     def heartbeat(self, job_id: int, worker_id: str, extend_s: int | None = None) -> bool:
         """Extend our claim to ``extend_s`` (default: the visibility timeout)

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _native
 from alkdev_storage.errors import InterfaceError, LeadershipLost, LockHeld
+from alkdev_storage.primitives.aio import off_loop
 from alkdev_storage.primitives.payload import decode, encode
 from alkdev_storage.primitives.validate import as_int, check_name, opt_int
 from alkdev_storage.primitives.wake import resolve
@@ -389,10 +390,11 @@ class Scheduler:
         try:
             while not (stop_event.is_set() or self._stop.is_set()):
                 token = hub.token()
-                try:
-                    wait_s = next(steps)
-                except StopIteration:
+                # A step writes (leadership lock, due jobs): off the loop.
+                step: float | None = await off_loop(next, steps, None)
+                if step is None:
                     return
+                wait_s = step
                 if stop_event.is_set() or self._stop.is_set():
                     return
                 await hub.wait(token, wait_s, waker)
@@ -400,7 +402,10 @@ class Scheduler:
                     hub.raise_if_failed()
                     return
         finally:
-            steps.close()
+            try:
+                steps.close()
+            except ValueError:
+                pass  # cancelled while a step runs on its thread: it ends there
             stop_task.cancel()
             self._wakers.discard(waker)
 

@@ -59,6 +59,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage.primitives import _sql
+from alkdev_storage.primitives.aio import off_loop, write
 from alkdev_storage.primitives.contract import executor
 from alkdev_storage.primitives.payload import decode, encode
 from alkdev_storage.primitives.validate import as_int, as_seconds, check_name, opt_seconds
@@ -155,6 +156,17 @@ class Stream:
         assert row is not None  # INSERT ... RETURNING offset
         offset: int = row[0]
         return offset
+
+    async def apublish(
+        self, payload: Any, key: str | None = None, tx: TransactionContract | None = None
+    ) -> int:
+        """Awaitable :meth:`publish`: waits for the writer off the event
+        loop (with ``tx`` it joins that transaction)."""
+        if tx is not None:
+            return self.publish(payload, key, tx)
+        return await write(
+            self.db, lambda t: self.publish(payload, key, t), lambda: self.publish(payload, key)
+        )
 
     def _read_since(self, offset: int, limit: int = 1000) -> list[dict[str, Any]]:
         """honker-compatible: rows after ``offset`` as dicts (through
@@ -323,12 +335,16 @@ class StreamSubscription(WakeIterator):
         self._since_save = 0
         self._last_save_at = time.monotonic()
 
+    def _save_due(self) -> bool:
+        return bool(
+            (self._save_n and self._since_save >= self._save_n)
+            or (self._save_s and time.monotonic() - self._last_save_at >= self._save_s)
+        )
+
     def _maybe_save(self) -> None:
         # Called when the next event is requested: every event handed out
         # so far has been handled.
-        if (self._save_n and self._since_save >= self._save_n) or (
-            self._save_s and time.monotonic() - self._last_save_at >= self._save_s
-        ):
+        if self._save_due():
             self._save(self.offset)
 
     def flush(self) -> None:
@@ -375,9 +391,12 @@ class StreamSubscription(WakeIterator):
         return item
 
     async def _next_async(self, timeout: float | None) -> Any:
+        # Offset saves are writes: made off the event loop (primitives.aio).
+        if self._autosave and self._save_due() and not self._closed:
+            await off_loop(self._save, self.offset)
         item = await super()._next_async(timeout)
         if item is IDLE and self._autosave:
-            self._save(self.offset)
+            await off_loop(self._save, self.offset)
         return item
 
     def _wait_hint(self) -> float | None:

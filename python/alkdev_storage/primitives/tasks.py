@@ -35,18 +35,14 @@ Decisions
 * A job whose payload is not a task envelope (raw, or not JSON) or names
   a task this process does not know goes to the dead table with a message
   saying so.
-* ``run_workers_blocking`` runs the same dispatch in the calling thread
-  without an event loop (until ``stop_event`` or an idle ``timeout``).
+* The worker loops (``run_workers``, ``run_workers_blocking``) are in
+  :mod:`alkdev_storage.primitives.worker_loop`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
-import os
-import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -70,8 +66,7 @@ __all__ = [
     "load_app",
     "periodic_task_decorator",
     "registry",
-    "run_workers",
-    "run_workers_blocking",
+    "resolve_job",
     "task_decorator",
 ]
 
@@ -363,7 +358,7 @@ def _envelope_of(job: Job) -> dict[str, Any] | None:
     return None
 
 
-def _resolve(job: Job, reg: TaskRegistry) -> tuple[TaskSpec, dict[str, Any]] | None:
+def resolve_job(job: Job, reg: TaskRegistry) -> tuple[TaskSpec, dict[str, Any]] | None:
     """The job's spec and envelope, or None after dead-lettering a job we
     cannot run."""
     try:
@@ -380,116 +375,6 @@ def _resolve(job: Job, reg: TaskRegistry) -> tuple[TaskSpec, dict[str, Any]] | N
         job.fail(error=f"unknown task: {task_name!r}. Registered tasks: {reg.names()}")
         return None
     return spec, env
-
-
-async def _drain_loop(
-    queue: Queue, worker_id: str, reg: TaskRegistry, stop_event: asyncio.Event
-) -> None:
-    it = queue.claim(worker_id)
-    try:
-        async for job in it:
-            if stop_event.is_set():
-                job.retry(delay_s=0, error="worker shutting down")
-                return
-            found = _resolve(job, reg)
-            if found is not None:
-                spec, env = found
-                await spec.policy().run(job, spec.fn, env.get("args", []), env.get("kwargs", {}))
-    finally:
-        it.close()
-
-
-async def run_workers(
-    db: DatabaseContract,
-    queue: str | None = None,
-    concurrency: int | None = None,
-    registry_: TaskRegistry | None = None,
-    stop_event: asyncio.Event | None = None,
-) -> None:
-    """Run ``concurrency`` workers per queue (every queue with registered
-    tasks, or just ``queue``) until ``stop_event`` is set or cancelled."""
-    reg = registry_ or _REGISTRY
-    n = concurrency if concurrency is not None else (os.cpu_count() or 1)
-    stop_event = stop_event or asyncio.Event()
-    names = {queue} if queue else reg.queues()
-    if not names:
-        raise RuntimeError(
-            "run_workers() called with no tasks registered. Import the module that "
-            "defines your @q.task() functions before calling run_workers()."
-        )
-    prefix = f"honker-worker-{os.getpid()}"
-    tasks = [
-        asyncio.ensure_future(_drain_loop(db.queue(q), f"{prefix}-{q}-{i}", reg, stop_event))
-        for q in sorted(names)
-        for i in range(n)
-    ]
-    try:
-        await stop_event.wait()
-    finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
-
-
-def run_workers_blocking(
-    db: DatabaseContract,
-    queue: str | None = None,
-    registry_: TaskRegistry | None = None,
-    stop_event: threading.Event | None = None,
-    timeout: float | None = None,
-    worker_id: str | None = None,
-) -> int:
-    """One worker in the calling thread, no event loop: runs jobs of
-    ``queue`` (or of every queue with registered tasks, in turn) until
-    ``stop_event`` is set or no job arrived for ``timeout`` seconds.
-    Returns the number of jobs handled."""
-    reg = registry_ or _REGISTRY
-    names = sorted({queue} if queue else reg.queues())
-    if not names:
-        raise RuntimeError("run_workers_blocking() called with no tasks registered")
-    wid = worker_id or f"honker-worker-{os.getpid()}-{threading.get_ident()}"
-    iters = [db.queue(q).claim(wid, timeout=0) for q in names]
-    handled = 0
-    sub = db.subscribe_updates()
-    try:
-        idle_since = time.monotonic()
-        while not (stop_event is not None and stop_event.is_set()):
-            got = False
-            for it in iters:
-                job = it.get(0)
-                if job is None:
-                    continue
-                got = True
-                found = _resolve(job, reg)
-                if found is not None:
-                    spec, env = found
-                    spec.policy().run_blocking(
-                        job, spec.fn, env.get("args", []), env.get("kwargs", {})
-                    )
-                handled += 1
-            if got:
-                idle_since = time.monotonic()
-                continue
-            wait_s = 0.25 if stop_event is not None else None
-            if timeout is not None:
-                remaining = timeout - (time.monotonic() - idle_since)
-                if remaining <= 0:
-                    break
-                wait_s = remaining if wait_s is None else min(wait_s, remaining)
-            for it in iters:
-                hint = it._wait_hint()
-                if hint is not None:
-                    wait_s = hint if wait_s is None else min(wait_s, hint)
-            sub.wait(wait_s)
-    finally:
-        sub.close()
-        for it in iters:
-            it.close()
-    return handled
 
 
 def load_app(target: str) -> Any:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from alkdev_storage import _native
 from alkdev_storage import errors as _errors
+from alkdev_storage.primitives.aio import off_loop
 
 if TYPE_CHECKING:
     from alkdev_storage.primitives.contract import DatabaseContract
@@ -329,8 +330,17 @@ class WakeIterator:
 
     # -- subclass hooks ----------------------------------------------
 
+    # True when ``_poll`` writes (claims, offset saves): the async loop
+    # then runs it on a write-waiting thread (primitives.aio), never on
+    # the event loop.
+    _poll_writes = False
+
     def _poll(self) -> Any:
         raise NotImplementedError
+
+    def _discard(self, item: Any) -> None:
+        """An item polled off the loop after the iterator was closed: undo
+        what handing it out did (a claim iterator gives the job back)."""
 
     def _wait_hint(self) -> float | None:
         return None
@@ -395,7 +405,13 @@ class WakeIterator:
             # only once there is something to wait for.
             token = hub.token() if hub.started else None
             while True:
-                item = self._poll()
+                if self._poll_writes:
+                    item = await off_loop(self._poll)
+                    if self._closed and item is not NOTHING:
+                        self._discard(item)
+                        return END
+                else:
+                    item = self._poll()
                 if item is not NOTHING:
                     return item
                 if self._closed:

@@ -30,6 +30,8 @@ pub struct Busy {
     /// When its last write transaction ended, recorded only while
     /// `waited_at` is set (no clock read on an uncontended commit).
     ended_at: Cell<Option<Instant>>,
+    /// Set around a `try_begin_immediate`: the handler gives up at once.
+    no_wait: Cell<bool>,
 }
 
 impl Busy {
@@ -40,6 +42,7 @@ impl Busy {
             checked: Cell::new(None),
             waited_at: Cell::new(None),
             ended_at: Cell::new(None),
+            no_wait: Cell::new(false),
         })
     }
 
@@ -55,6 +58,12 @@ impl Busy {
             return None;
         }
         busywait::pause(waited, self.ended_at.get().map(|t| t.elapsed()))
+    }
+
+    /// Make the handler give up at once (true) or wait as usual (false).
+    #[inline]
+    pub fn set_no_wait(&self, on: bool) {
+        self.no_wait.set(on);
     }
 
     /// A write transaction ended.
@@ -99,6 +108,9 @@ fn signalled() -> bool {
 extern "C" fn busy_handler(arg: *mut c_void, n: c_int) -> c_int {
     // SAFETY: `arg` is the connection's Busy, alive while it is open.
     let busy = unsafe { &*(arg as *const Busy) };
+    if busy.no_wait.get() {
+        return 0;
+    }
     if n == 0 {
         let now = Instant::now();
         busy.start.set(now);

@@ -90,6 +90,23 @@ impl Conn {
             .map_err(|_| unsafe { errors::last_error(py, self.db) })
     }
 
+    /// BEGIN IMMEDIATE only if the file's write lock is free now: false
+    /// (nothing begun) when another process holds it or when a hand-off
+    /// pause is due (docs/0011); never waits, never sleeps.
+    pub fn try_begin_immediate(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if self._busy.pause().is_some() {
+            return Ok(false);
+        }
+        self._busy.set_no_wait(true);
+        let r = self.control(Control::BeginImmediate);
+        self._busy.set_no_wait(false);
+        match r {
+            Ok(()) => Ok(true),
+            Err(code) if code & 0xff == ffi::SQLITE_BUSY => Ok(false),
+            Err(_) => Err(unsafe { errors::last_error(py, self.db) }),
+        }
+    }
+
     pub fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
         let r = self
             .control(Control::Commit)

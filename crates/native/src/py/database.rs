@@ -349,6 +349,18 @@ impl Database {
         Ok(Transaction { sess })
     }
 
+    /// A write transaction already begun if that needs no wait (the writer
+    /// slot is free and no other process holds the file's write lock),
+    /// else None: never waits (for async code, docs/0020).
+    fn try_begin(&self, py: Python<'_>) -> PyResult<Option<Transaction>> {
+        let sess = Arc::new(Session::new(self.db()?.clone(), Kind::Write));
+        Ok(if sess.try_begin(py)? {
+            Some(Transaction { sess })
+        } else {
+            None
+        })
+    }
+
     /// A consistent read snapshot on a reader: `with db.read() as snap:`.
     #[pyo3(name = "read")]
     fn read_snapshot(&self) -> PyResult<Snapshot> {

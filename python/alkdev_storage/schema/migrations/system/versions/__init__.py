@@ -1,0 +1,2 @@
+"""Revisions of the system schema, ``system_0001`` upward (one linear
+history; Alembic skips this file)."""
