@@ -348,3 +348,17 @@ def test_job_payload_is_the_catalogs(tenant):
     progress = run_rotation(db, provider(2), org_id=ORG)
     assert progress is not None and progress.finished
     check_rotated(db, secrets, 2, n_rows)
+
+
+def test_start_rotation_commits_with_the_callers_transaction(tenant):
+    db, graph_id = tenant
+    populate(db, graph_id, 5, 0, seed=9)
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        start_rotation(db, ORG, provider(2), tx=tx)
+        raise RuntimeError("roll back")
+    assert run_rotation(db, provider(2)) is None  # the job was rolled back with it
+    with db.transaction() as tx:
+        job_id = start_rotation(db, ORG, provider(2), tx=tx)
+    progress = run_rotation(db, provider(2))
+    assert progress is not None and progress.finished
+    assert rotation_progress(db, job_id) == progress

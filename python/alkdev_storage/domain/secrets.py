@@ -53,6 +53,11 @@ from alkdev_storage.errors import (
 
 __all__ = [
     "ENVELOPE_PATTERN",
+    "ENVELOPE_VERSION",
+    "KEY_SIZE",
+    "MAX_KEY_VERSION",
+    "NONCE_SIZE",
+    "TAG_SIZE",
     "Binding",
     "EncryptedColumn",
     "EncryptedData",
