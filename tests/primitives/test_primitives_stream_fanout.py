@@ -490,3 +490,38 @@ def test_joining_while_commits_and_shared_reads_race(db) -> None:  # type: ignor
         t.join(60)
     assert not errors, errors
     assert got == {i: list(range(per_topic)) for i in range(12)}
+
+
+def test_subscription_on_a_closed_database_just_ends(db_path) -> None:  # type: ignore[no-untyped-def]
+    import alkdev_storage
+
+    db = alkdev_storage.open(db_path)
+    s = db.stream("closed")
+    db.close()
+    sub = s.subscribe()
+    assert list(sub) == [] and sub.closed
+    sub2 = s.subscribe()
+
+    async def main() -> list[Any]:
+        return [e async for e in sub2]
+
+    assert asyncio.run(main()) == [] and sub2.closed
+
+
+def test_feed_restarts_at_the_end_after_every_member_left(db) -> None:  # type: ignore[no-untyped-def]
+    s, other = db.stream("f"), db.stream("g")
+    a = s.subscribe(max_buffered=1)
+    assert a.get(0) is None and a.shared
+    with db.transaction() as tx:
+        for i in range(5):
+            other.publish(i, tx=tx)
+        first = s.publish("a0", tx=tx)
+        s.publish("a1", tx=tx)
+    assert a.get(0).offset == first  # the refresh read overflowed a: it left
+    assert stream_fanout_of(db).member_count() == 0
+    with db.transaction() as tx:
+        for i in range(50):
+            other.publish(i, tx=tx)
+    assert a.get(0).payload == "a1" and a.get(0) is None and a.shared  # rejoined
+    fan = stream_fanout_of(db)
+    assert fan.last_offset == other.read(0, 10_000)[-1].offset  # not the stale position

@@ -112,9 +112,10 @@ class StreamFanout:
         self._async_gen = -1
         self._aleading = False
         self._awaiting: dict[StreamSubscription, None] = {}
-        self._s_read = db.statement(SQL_SHARED_READ)
-        self._s_topic = db.statement(SQL_TOPIC_READ)
-        self._s_max = db.statement(SQL_MAX_OFFSET)
+        # Statements are prepared on first use: a subscription made on a
+        # closed Database ends on its first step, as it always did.
+        self._s_read: _native.Statement | None = None
+        self._s_topic: _native.Statement | None = None
         self.queries = 0
         """``SELECT`` statements on ``_honker_stream`` made for the
         subscriptions of this Database (shared reads, their own reads,
@@ -156,9 +157,16 @@ class StreamFanout:
         with self._lock:
             return self._seq
 
+    def _topic_stmt(self, db: DatabaseContract) -> _native.Statement:
+        st = self._s_topic
+        if st is None:
+            st = self._s_topic = db.statement(SQL_TOPIC_READ)
+        return st
+
     def read_topic(self, topic: str, offset: int, limit: int) -> list[tuple[Any, ...]]:
         """A subscription's own read: rows of ``topic`` after ``offset``."""
-        rows = self._db().fetchall(self._s_topic, (topic, offset, limit))
+        db = self._db()
+        rows = db.fetchall(self._topic_stmt(db), (topic, offset, limit))
         self.queries += 1
         return rows
 
@@ -173,11 +181,15 @@ class StreamFanout:
             if m._member or m.closed:
                 return []
             db = self._db()
-            if self._sub is None:
-                # Start the feed: subscribe before reading the position, so
-                # any commit after that read ticks the subscription.
+            if self._sub is None or not self._topics:
+                # (Re)start the feed: subscribe before reading the position,
+                # so any commit after that read ticks the subscription. With
+                # no members nobody read: the old position may be far behind.
+                old = self._sub
                 self._sub = db.subscribe_updates()
-                row = db.fetchone(self._s_max)
+                if old is not None:
+                    old.close()
+                row = db.fetchone(db.statement(SQL_MAX_OFFSET))
                 self.queries += 1
                 self._last = int(row[0]) if row else 0
                 self._seq += 1
@@ -186,7 +198,7 @@ class StreamFanout:
             if self._seq != seq0:
                 # A shared read (or the start) ran since m's own read began:
                 # rows of its topic up to the shared position may be missing.
-                rows = db.fetchall(self._s_topic, (topic, pos, STREAM_FANOUT_BATCH))
+                rows = db.fetchall(self._topic_stmt(db), (topic, pos, STREAM_FANOUT_BATCH))
                 self.queries += 1
                 if len(rows) >= STREAM_FANOUT_BATCH:
                     return rows
@@ -248,6 +260,8 @@ class StreamFanout:
         db = self._db()
         topics = self._topics
         s_read = self._s_read
+        if s_read is None:
+            s_read = self._s_read = db.statement(SQL_SHARED_READ)
         self.reads += 1
         self._seq += 1
         full: list[StreamSubscription] = []
@@ -282,9 +296,6 @@ class StreamFanout:
             m._ready.set()
             if m._fut is not None:
                 wake_future(m._fut)
-        if not topics and self._sub is not None and not self._leading:
-            self._sub.close()
-            self._sub = None
 
     def refresh(self, seq0: int) -> None:
         """One shared read unless one started since ``seq0 = self.seq()``
