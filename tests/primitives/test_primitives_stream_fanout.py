@@ -371,6 +371,9 @@ def test_dropped_subscription_stops_receiving(db) -> None:  # type: ignore[no-un
     del sub
     gc.collect()
     assert fan.member_count() == 0
+    assert not fan.watching  # the file is no longer watched for nobody
+    assert [e.offset for e in s.subscribe(timeout=0)] == []  # a replay joins at its end...
+    assert fan.member_count() == 0 and not fan.watching  # ...and leaves when dropped
     keep = s.subscribe()
     assert keep.get(0) is None
     off = s.publish(1)

@@ -574,6 +574,16 @@ class StreamSubscription(WakeIterator):
         self._fan.unregister(self)
         return super()._end()
 
+    def __del__(self) -> None:
+        # Dropped without close(): leave the shared feed (a replay that ran
+        # to its end with timeout=0 joined it) so the file is not watched
+        # for nobody.
+        try:
+            if self._member:
+                self._fan.forget(self)
+        except Exception:
+            pass  # interpreter shutdown
+
     def _on_close(self, exc: BaseException | None) -> None:
         try:
             if not self._autosave or self._db.closed:

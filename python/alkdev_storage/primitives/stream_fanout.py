@@ -133,6 +133,12 @@ class StreamFanout:
         members (meaningful while there are members)."""
         return self._last
 
+    @property
+    def watching(self) -> bool:
+        """True while the feed holds an update subscription on the file
+        (it has members, or had them and no one has read since)."""
+        return self._sub is not None
+
     def member_count(self) -> int:
         """Subscriptions currently fed by the shared reads."""
         with self._lock:
@@ -245,6 +251,23 @@ class StreamFanout:
             self._handoff_locked()
             self._ahandoff_locked()
         m._ready.set()
+
+    def forget(self, m: StreamSubscription) -> None:
+        """``m`` is being garbage-collected without ``close()``: drop it, and
+        stop watching the file once no member is left. Never blocks (a
+        collection can run while this thread holds the lock): if the lock
+        is busy, the weak set drops ``m`` and the next join restarts the
+        feed."""
+        if not m._member or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._remove_locked(m)
+            if not self._topics and not self._leading and not self._aleading:
+                sub, self._sub = self._sub, None
+                if sub is not None:
+                    sub.close()
+        finally:
+            self._lock.release()
 
     def _remove_locked(self, m: StreamSubscription) -> None:
         m._member = False
