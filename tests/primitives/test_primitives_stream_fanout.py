@@ -397,16 +397,28 @@ def test_exception_redelivers_for_a_tailing_consumer(db) -> None:  # type: ignor
 def test_async_tailing_consumer_saves_off_loop(db) -> None:  # type: ignore[no-untyped-def]
     s = db.stream("as")
 
+    saved_on: list[threading.Thread] = []
+
     async def main() -> list[Any]:
         got = []
-        async with s.subscribe("ac", save_every_n=2) as sub:
-            assert await sub.aget(0) is None and sub.shared
-            for i in range(5):
-                s.publish(i)
-            async for e in sub:
-                got.append(e.payload)
-                if len(got) == 5:
-                    break
+        sub = s.subscribe("ac", save_every_n=2)
+        real_save = sub._save
+
+        def save(offset: int) -> None:
+            saved_on.append(threading.current_thread())
+            real_save(offset)
+
+        sub._save = save  # type: ignore[method-assign]
+        assert await sub.aget(0) is None and sub.shared
+        offs = [s.publish(i) for i in range(5)]
+        async for e in sub:
+            got.append(e.payload)
+            if len(got) == 5:
+                break
+        assert len(saved_on) >= 2  # after events 2 and 4
+        assert threading.current_thread() not in saved_on  # never on the event loop
+        assert s.get_offset("ac") == offs[3]
+        await sub.aclose()
         return got
 
     assert asyncio.run(main()) == [0, 1, 2, 3, 4]

@@ -32,6 +32,14 @@ Decisions
   offset ever assigned in the file (offsets are one sequence shared by
   every topic): a negative or past-the-end offset is a ``ValueError``,
   since it would silently skip events published later.
+* Subscriptions that are caught up share one read per commit: they join
+  the Database's :class:`~alkdev_storage.primitives.stream_fanout.StreamFanout`
+  (``WHERE offset > last`` for every topic at once, demultiplexed by topic
+  into bounded per-subscription buffers, ``max_buffered`` events each). A
+  subscription that is behind (replaying, or after its buffer overflowed)
+  reads on its own until it catches up. On overflow nothing is dropped:
+  the subscription leaves the shared feed and reads on its own again from
+  the offset after its buffer (docs/0028).
 * ``reset(consumer, offset=0)`` sets a consumer's offset, backwards too
   (replay); ``delete_consumer(consumer)`` forgets it (the next
   ``subscribe(consumer)`` starts from the beginning).

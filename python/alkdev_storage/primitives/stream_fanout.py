@@ -135,8 +135,9 @@ class StreamFanout:
 
     @property
     def watching(self) -> bool:
-        """True while the feed holds an update subscription on the file
-        (it has members, or had them and no one has read since)."""
+        """True while the feed holds an update subscription on the file:
+        while it has members (and, after the last one left on overflow,
+        until the next join)."""
         return self._sub is not None
 
     def member_count(self) -> int:
