@@ -540,3 +540,47 @@ def test_feed_restarts_at_the_end_after_every_member_left(db) -> None:  # type: 
     assert a.get(0).payload == "a1" and a.get(0) is None and a.shared  # rejoined
     fan = stream_fanout_of(db)
     assert fan.last_offset == other.read(0, 10_000)[-1].offset  # not the stale position
+
+
+def test_sync_and_async_subscribers_on_two_loops(db) -> None:  # type: ignore[no-untyped-def]
+    n = 3
+    results: dict[str, Any] = {}
+    ready = threading.Barrier(4)
+
+    def loop_thread(tag: str) -> None:
+        async def main() -> None:
+            subs = [db.stream(f"{tag}:{i}").subscribe() for i in range(4)]
+            for s in subs:
+                assert await s.aget(0) is None
+            ready.wait(10)
+
+            async def take(s: Any) -> list[Any]:
+                return [(await s.aget(10)).payload for _ in range(n)]
+
+            results[tag] = await asyncio.gather(*(take(s) for s in subs))
+
+        asyncio.run(main())
+
+    def sync_thread() -> None:
+        s = db.stream("s:0").subscribe()
+        assert s.get(0) is None
+        ready.wait(10)
+        results["sync"] = [s.get(10).payload for _ in range(n)]
+
+    threads = [
+        threading.Thread(target=loop_thread, args=("x",)),
+        threading.Thread(target=loop_thread, args=("y",)),
+        threading.Thread(target=sync_thread),
+    ]
+    for t in threads:
+        t.start()
+    ready.wait(10)
+    assert stream_fanout_of(db).member_count() == 9
+    for k in range(n):
+        with db.transaction() as tx:
+            for topic in [f"{tag}:{i}" for tag in "xy" for i in range(4)] + ["s:0"]:
+                db.stream(topic).publish(k, tx=tx)
+        time.sleep(0.02)
+    for t in threads:
+        t.join(20)
+    assert results == {"x": [[0, 1, 2]] * 4, "y": [[0, 1, 2]] * 4, "sync": [0, 1, 2]}
