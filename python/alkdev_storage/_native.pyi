@@ -226,7 +226,9 @@ class Transaction:
         rows it returns are discarded. Transaction control SQL (BEGIN,
         COMMIT, SAVEPOINT, ...) raises ``ProgrammingError``: use this object
         and :meth:`savepoint`."""
-    def executemany(self, stmt: Statement | str, seq_of_params: Iterable[Params]) -> ExecResult:
+    def executemany(
+        self, stmt: Statement | str, seq_of_params: Iterable[Params]
+    ) -> ExecResult:
         """Run one statement for every parameter set, all or nothing (inside
         a savepoint: on an error nothing of this call remains and the error
         notes which parameter set failed). Returns the summed ``changes`` and
@@ -404,7 +406,9 @@ class Database:
         transaction gets ``ProgrammingError`` instead of a deadlock). SQL
         text always runs on the writer; a read-only Statement runs on a
         reader."""
-    def executemany(self, stmt: Statement | str, seq_of_params: Iterable[Params]) -> ExecResult:
+    def executemany(
+        self, stmt: Statement | str, seq_of_params: Iterable[Params]
+    ) -> ExecResult:
         """Run one statement for every parameter set in one ``BEGIN
         IMMEDIATE`` transaction on the writer: all rows or none (the error
         notes which parameter set failed). Returns the summed ``changes``

@@ -95,22 +95,11 @@ WATCHER_BACKENDS: tuple[str | None, ...] = (None, "polling", "kernel", "shm")
 update watcher of this package)."""
 
 # Legacy (pre-0.1 honker) job tables: moved into _honker_live on open.
-_LEGACY_TABLES = (
-    "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
+_LEGACY_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN " \
     "('_honker_pending', '_honker_processing')"
-)
 _LIVE_COLUMNS = (
-    "id",
-    "queue",
-    "payload",
-    "priority",
-    "run_at",
-    "worker_id",
-    "claim_expires_at",
-    "attempts",
-    "max_attempts",
-    "created_at",
-    "expires_at",
+    "id", "queue", "payload", "priority", "run_at", "worker_id", "claim_expires_at",
+    "attempts", "max_attempts", "created_at", "expires_at",
 )
 _LEGACY_INDEX = {
     "_honker_pending": "_honker_pending_claim",
@@ -163,7 +152,6 @@ def _migrate_legacy(tx: _native.Transaction) -> None:
             )
         tx.execute(f"DROP INDEX IF EXISTS {_LEGACY_INDEX[table]}")
         tx.execute(f"DROP TABLE {table}")
-
 
 # honker's inspection view (live + dead jobs), created if missing.
 _JOBS_VIEW = """

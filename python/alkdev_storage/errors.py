@@ -165,7 +165,9 @@ class Retryable(Exception):
         # Whole seconds (honker's deadlines are unix seconds): a float, a
         # bool or a string is refused, never truncated.
         if type(delay_s) is bool or not hasattr(type(delay_s), "__index__"):
-            raise TypeError(f"delay_s must be an int (whole seconds), not {type(delay_s).__name__}")
+            raise TypeError(
+                f"delay_s must be an int (whole seconds), not {type(delay_s).__name__}"
+            )
         delay = delay_s.__index__()
         if delay < 0:
             raise ValueError(f"delay_s must be >= 0, got {delay}")
@@ -218,9 +220,8 @@ class ValidationFailed(StorageError, ValueError):
     (pydantic's shape); ``field`` is the dotted location of the first
     error (e.g. ``"attributes.timeout_ms"``)."""
 
-    def __init__(
-        self, message: str, errors: list[dict[str, object]] | None = None, field: str | None = None
-    ) -> None:
+    def __init__(self, message: str, errors: list[dict[str, object]] | None = None,
+                 field: str | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
         self.field = field

@@ -51,7 +51,9 @@ __all__ = ["DatabaseContract", "TransactionContract", "executor"]
 class TransactionContract(Protocol):
     """Runs statements inside one transaction (a ``tx=`` argument)."""
 
-    def execute(self, stmt: _native.Statement | str, params: Params = None) -> _native.ExecResult:
+    def execute(
+        self, stmt: _native.Statement | str, params: Params = None
+    ) -> _native.ExecResult:
         """Run ``stmt``; its changes and lastrowid."""
         ...
 

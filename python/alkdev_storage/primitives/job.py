@@ -133,7 +133,9 @@ class Job:
     async def afail(self, error: str = "") -> bool:
         """Awaitable :meth:`fail`."""
         q, i, w = self.queue, self.id, self.worker_id
-        return await write(q.db, lambda t: q.fail(i, w, error, tx=t), lambda: q.fail(i, w, error))
+        return await write(
+            q.db, lambda t: q.fail(i, w, error, tx=t), lambda: q.fail(i, w, error)
+        )
 
     async def aheartbeat(self, extend_s: int | None = None) -> bool:
         """Awaitable :meth:`heartbeat`."""

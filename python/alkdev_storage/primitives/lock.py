@@ -125,3 +125,4 @@ class Lock:
     def __repr__(self) -> str:
         state = "acquired" if self.acquired else "not acquired"
         return f"<Lock {self.name!r} owner={self.owner!r} ttl={self.ttl} {state}>"
+

@@ -99,7 +99,8 @@ SQL_RESULT_SWEEP = "SELECT honker_result_sweep()"
 
 # Dead letters and statistics (not hot paths; not honker functions).
 _DEAD_COLUMNS = (
-    "id, queue, payload, priority, run_at, attempts, max_attempts, last_error, created_at, died_at"
+    "id, queue, payload, priority, run_at, attempts, max_attempts, last_error, "
+    "created_at, died_at"
 )
 SQL_DEAD_LIST = (
     f"SELECT {_DEAD_COLUMNS} FROM _honker_dead WHERE queue = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"
@@ -463,7 +464,9 @@ class Queue:
         """Delete a pending or processing job. A worker running it is not
         interrupted; its next ack/heartbeat returns False."""
         db = self.db
-        return bool(db.fetchone_on_writer(db.statement(SQL_CANCEL), (as_int(job_id, "job_id"),))[0])
+        return bool(
+            db.fetchone_on_writer(db.statement(SQL_CANCEL), (as_int(job_id, "job_id"),))[0]
+        )
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         """The live row of a job as a dict (``payload`` as JSON text), or

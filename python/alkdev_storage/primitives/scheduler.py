@@ -87,7 +87,6 @@ SQL_COUNT = "SELECT COUNT(*) FROM _honker_scheduler_tasks"
 # Cron expressions
 # ---------------------------------------------------------------------
 
-
 def cron_next_after(expr: str, from_unix: int) -> int:
     """Next unix time strictly after ``from_unix`` matching ``expr``
     (honker-core's cron; local time). ValueError naming a bad expression."""

@@ -51,6 +51,7 @@ from alkdev_storage.schema.tenant import (
     GraphType,
     Node,
     TenantBase,
+    ensure_protection,
     protection_lifted,
 )
 from alkdev_storage.schema.types import UTCDateTime, new_id, utcnow
@@ -74,6 +75,7 @@ __all__ = [
     "UTCDateTime",
     "alembic_config",
     "current_revision",
+    "ensure_protection",
     "head_revision",
     "migrate",
     "new_id",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,10 @@ KINDS = ("system", "tenant")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
+# Alembic's `context`/`op` proxies are module globals: one command at a time
+# per process (different processes serialize on the writer slot instead).
+_ALEMBIC_LOCK = threading.Lock()
+
 #: What :func:`migrate` accepts as a target.
 Target = str | os.PathLike[str] | Database | sa.Engine | sa.Connection
 
@@ -78,6 +83,7 @@ def alembic_config(kind: str) -> Config:
     run commands on it, or set the ``sqlalchemy.url`` main option."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR / _kind(kind)))
+    cfg.set_main_option("path_separator", "os")  # version_locations split on os.pathsep
     cfg.attributes["kind"] = kind
     return cfg
 
@@ -206,7 +212,9 @@ def migrate(target: Target, kind: str, revision: str = "head") -> str:
     or a ``sqlite+honker`` SQLAlchemy Engine or Connection (a Connection
     must not be inside a write transaction). ``revision`` is ``"head"``,
     ``"base"`` or a revision id; one older than the file's downgrades.
-    Migrating to the revision the file is at does nothing.
+    Migrating to the revision the file is at does nothing. Concurrent
+    migrations of one file (threads or processes) run one after the other;
+    the later ones find the work done.
 
     Raises :class:`MigrationError` naming the problem for an unknown kind
     or revision, a file at a revision this package does not know (newer
@@ -226,10 +234,11 @@ def migrate(target: Target, kind: str, revision: str = "head") -> str:
             cfg = alembic_config(kind)
             cfg.attributes["connection"] = conn
             try:
-                if there > here:
-                    command.upgrade(cfg, str(dest))
-                else:
-                    command.downgrade(cfg, dest or "base")
+                with _ALEMBIC_LOCK:
+                    if there > here:
+                        command.upgrade(cfg, str(dest))
+                    else:
+                        command.downgrade(cfg, dest or "base")
             except MigrationError:
                 raise
             except Exception as e:

@@ -126,7 +126,9 @@ def validate_slug(value: object) -> str:
         raise _refuse("slug", value, f"must be {SLUG_MIN} to {SLUG_MAX} characters")
     bad = sorted({c for c in value if c not in "abcdefghijklmnopqrstuvwxyz0123456789-"})
     if bad:
-        raise _refuse("slug", value, f"may only contain a-z, 0-9 and '-' (found {''.join(bad)!r})")
+        raise _refuse(
+            "slug", value, f"may only contain a-z, 0-9 and '-' (found {''.join(bad)!r})"
+        )
     if not _SLUG_RE.fullmatch(value):
         raise _refuse("slug", value, "must not start or end with '-'")
     return value

@@ -25,10 +25,11 @@ protection guards against writes, not against a caller that may change
 the schema. The attributes' shape is checked here only as "a JSON object";
 validating them against the graph type's schema is the domain layer's job.
 
-The messages of the protection triggers are SQL expressions
-(``RAISE(ABORT, 'graph type ' || name || ...)``), which SQLite reads since
-3.47: a tenant file's schema cannot be opened by an older SQLite library
-(the package always uses its bundled SQLite; docs/0015).
+The messages of the protection triggers are constants (``graph type is
+system-scope and cannot be changed``): a message built from an expression
+would make the schema unreadable for SQLite before 3.47, and every honker
+binding and tool must be able to open a tenant file. The domain layer
+names the graph type in its own ScopeViolation (docs/0015).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from alkdev_storage import _native
+from alkdev_storage.database import Database
 from alkdev_storage.schema.types import (
     NAMING_CONVENTION,
     UTC_NOW_SQL,
@@ -50,7 +52,7 @@ from alkdev_storage.schema.types import (
     new_id,
     utcnow,
 )
-from alkdev_storage.sqlalchemy import honker_tx
+from alkdev_storage.sqlalchemy import honker_database, honker_tx
 
 __all__ = [
     "EDGE_TRIGGERS",
@@ -63,6 +65,7 @@ __all__ = [
     "GraphType",
     "Node",
     "TenantBase",
+    "ensure_protection",
     "protection_lifted",
 ]
 
@@ -117,11 +120,7 @@ WHEN NEW.scope = 'system' OR EXISTS (
         AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
 )
 BEGIN
-    SELECT RAISE(ABORT, 'graph type ' || ifnull(CASE WHEN NEW.scope = 'system' THEN NEW.name
-        ELSE (SELECT g.name FROM graph_types AS g
-            WHERE g.scope = 'system' AND (g.id = NEW.id OR (g.name = NEW.name
-                AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
-            LIMIT 1) END, 'NULL') || ' is system-scope and cannot be changed');
+    SELECT RAISE(ABORT, 'graph type is system-scope and cannot be changed');
 END""",
     "graph_types_protect_update": """CREATE TRIGGER graph_types_protect_update
 BEFORE UPDATE ON graph_types FOR EACH ROW
@@ -131,19 +130,13 @@ WHEN OLD.scope = 'system' OR NEW.scope = 'system' OR EXISTS (
         AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
 )
 BEGIN
-    SELECT RAISE(ABORT, 'graph type ' || ifnull(CASE WHEN OLD.scope = 'system' THEN OLD.name
-        WHEN NEW.scope = 'system' THEN NEW.name
-        ELSE (SELECT g.name FROM graph_types AS g
-            WHERE g.scope = 'system' AND g.id IS NOT OLD.id AND (g.id = NEW.id OR (g.name = NEW.name
-                AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
-            LIMIT 1) END, 'NULL') || ' is system-scope and cannot be changed');
+    SELECT RAISE(ABORT, 'graph type is system-scope and cannot be changed');
 END""",
     "graph_types_protect_delete": """CREATE TRIGGER graph_types_protect_delete
 BEFORE DELETE ON graph_types FOR EACH ROW
 WHEN OLD.scope = 'system'
 BEGIN
-    SELECT RAISE(ABORT, 'graph type ' || ifnull(OLD.name, 'NULL')
-        || ' is system-scope and cannot be changed');
+    SELECT RAISE(ABORT, 'graph type is system-scope and cannot be changed');
 END""",
 }
 
@@ -343,6 +336,28 @@ def _executor(connection: object) -> _native.Transaction:
     )
 
 
+def ensure_protection(target: Database | _native.Transaction) -> list[str]:
+    """Create the scope-protection triggers that are missing from a tenant
+    file (in their own transaction for a Database, or in the given one) and
+    return their names (empty when all were there). For a check when a
+    tenant file is opened, and to repair one after a transaction committed
+    inside :func:`protection_lifted`."""
+    if isinstance(target, Database):
+        with target.transaction() as tx:
+            return ensure_protection(tx)
+    if not isinstance(target, _native.Transaction):
+        raise TypeError(
+            f"ensure_protection() takes a Database or a native Transaction, not "
+            f"{type(target).__name__}"
+        )
+    rows = target.query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    present = {r["name"] for r in rows}
+    missing = [name for name in PROTECTION_TRIGGER_NAMES if name not in present]
+    for name in missing:
+        target.execute(PROTECTION_TRIGGERS[name])
+    return missing
+
+
 @contextlib.contextmanager
 def protection_lifted(connection: object) -> Iterator[None]:
     """Lift the scope protection of system graph types for the block, inside
@@ -351,24 +366,45 @@ def protection_lifted(connection: object) -> Iterator[None]:
     Drops the :data:`PROTECTION_TRIGGERS` and re-creates them when the block
     ends (also when it raises). DDL is transactional in SQLite and the
     transaction holds the writer slot, so no other connection ever sees the
-    triggers missing: they are back at commit, and a rollback restores them
-    too. Used only to register and upgrade the built-in system graph types.
+    triggers missing: they are back before the commit, and a rollback
+    restores them too. Used only to register and upgrade the built-in
+    system graph types.
 
     ``connection`` is a SQLAlchemy ``Connection`` or ``Session`` inside a
-    transaction (a Session is flushed before the triggers come back, so
-    objects added in the block are written while they are lifted) (the writer slot is taken now, see
-    :func:`alkdev_storage.sqlalchemy.honker_tx`) or a native
-    :class:`alkdev_storage.Transaction`. Outside a transaction it raises
-    ``InvalidRequestError`` and changes nothing.
+    transaction (the writer slot is taken now, see
+    :func:`alkdev_storage.sqlalchemy.honker_tx`; a Session is flushed before
+    the triggers come back, so objects added in the block are written while
+    they are lifted), or an active native :class:`alkdev_storage.Transaction`.
+    Anything else raises (``TypeError``, or ``InvalidRequestError`` outside a
+    transaction) and changes nothing.
+
+    Do not end the transaction inside the block: if it ends there, this
+    raises ``InvalidRequestError`` on exit; for a SQLAlchemy Connection or
+    Session the triggers are then restored in a new transaction, for a
+    native Transaction call :func:`ensure_protection` on the Database.
     """
     tx = _executor(connection)
     for name in PROTECTION_TRIGGER_NAMES:
         tx.execute(f"DROP TRIGGER IF EXISTS {name}")
+    clean = False
     try:
         yield
-        if isinstance(connection, Session):
+        if isinstance(connection, Session) and tx.active:
             connection.flush()  # pending ORM writes belong to the lifted block
+        clean = True
     finally:
-        for name, sql in PROTECTION_TRIGGERS.items():
-            tx.execute(f"DROP TRIGGER IF EXISTS {name}")
-            tx.execute(sql)
+        if tx.active:
+            for name, sql in PROTECTION_TRIGGERS.items():
+                tx.execute(f"DROP TRIGGER IF EXISTS {name}")
+                tx.execute(sql)
+        else:
+            restored = ""
+            if isinstance(connection, Session | sa.engine.Connection):
+                ensure_protection(honker_database(connection))
+                restored = " (the triggers were restored in a new transaction)"
+            if clean:
+                raise sa.exc.InvalidRequestError(
+                    "the transaction ended inside protection_lifted(); if it committed, the "
+                    "system graph types were briefly unprotected" + (restored or
+                    ": call alkdev_storage.schema.tenant.ensure_protection(db) now")
+                )

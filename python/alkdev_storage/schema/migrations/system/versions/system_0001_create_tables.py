@@ -41,7 +41,8 @@ def upgrade() -> None:
             name=op.f("ck_accounts_email_normalized"),
         ),
         sa.CheckConstraint(
-            "typeof(email) = 'text' AND length(email) BETWEEN 3 AND 254 AND email GLOB '?*@?*'",
+            "typeof(email) = 'text' AND length(email) BETWEEN 3 AND 254 "
+            "AND email GLOB '?*@?*'",
             name=op.f("ck_accounts_email_format"),
         ),
         sa.UniqueConstraint("email", name=op.f("uq_accounts_email")),

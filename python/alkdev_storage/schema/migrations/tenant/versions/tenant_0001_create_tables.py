@@ -59,11 +59,7 @@ WHEN NEW.scope = 'system' OR EXISTS (
         AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
 )
 BEGIN
-    SELECT RAISE(ABORT, 'graph type ' || ifnull(CASE WHEN NEW.scope = 'system' THEN NEW.name
-        ELSE (SELECT g.name FROM graph_types AS g
-            WHERE g.scope = 'system' AND (g.id = NEW.id OR (g.name = NEW.name
-                AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
-            LIMIT 1) END, 'NULL') || ' is system-scope and cannot be changed');
+    SELECT RAISE(ABORT, 'graph type is system-scope and cannot be changed');
 END""",
     "graph_types_protect_update": """CREATE TRIGGER graph_types_protect_update
 BEFORE UPDATE ON graph_types FOR EACH ROW
@@ -73,19 +69,13 @@ WHEN OLD.scope = 'system' OR NEW.scope = 'system' OR EXISTS (
         AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
 )
 BEGIN
-    SELECT RAISE(ABORT, 'graph type ' || ifnull(CASE WHEN OLD.scope = 'system' THEN OLD.name
-        WHEN NEW.scope = 'system' THEN NEW.name
-        ELSE (SELECT g.name FROM graph_types AS g
-            WHERE g.scope = 'system' AND g.id IS NOT OLD.id AND (g.id = NEW.id OR (g.name = NEW.name
-                AND g.version = NEW.version AND ifnull(g.owner_id, '') = ifnull(NEW.owner_id, '')))
-            LIMIT 1) END, 'NULL') || ' is system-scope and cannot be changed');
+    SELECT RAISE(ABORT, 'graph type is system-scope and cannot be changed');
 END""",
     "graph_types_protect_delete": """CREATE TRIGGER graph_types_protect_delete
 BEFORE DELETE ON graph_types FOR EACH ROW
 WHEN OLD.scope = 'system'
 BEGIN
-    SELECT RAISE(ABORT, 'graph type ' || ifnull(OLD.name, 'NULL')
-        || ' is system-scope and cannot be changed');
+    SELECT RAISE(ABORT, 'graph type is system-scope and cannot be changed');
 END""",
 }
 
