@@ -45,6 +45,20 @@ def test_rollback_is_settled_while_the_database_stays_quiet(db) -> None:  # type
     assert d.rolled_back == 1 and d.probes >= 1
 
 
+def test_rollback_is_settled_while_the_dispatcher_idles(db) -> None:  # type: ignore[no-untyped-def]
+    from alkdev_storage.events import EphemeralEventTarget
+
+    EphemeralEventTarget(db).add_event_listener("x", print)
+    d = dispatcher_of(db)
+    time.sleep(0.1)  # its thread now waits (long) for notifications
+    for _ in range(3):
+        with pytest.raises(KeyError), db.transaction() as tx:
+            after_commit(db, tx, lambda: None)
+            raise KeyError
+        assert d.wait_idle(2)  # not the idle check's 15 s
+    assert d.rolled_back == 3
+
+
 def test_a_long_transaction_is_not_settled_early(db) -> None:  # type: ignore[no-untyped-def]
     ran: list[int] = []
     with db.transaction() as tx:

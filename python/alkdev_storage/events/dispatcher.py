@@ -29,8 +29,8 @@ Decisions (docs/0021-event-targets.md)
   registered a hook has ended, since a registering transaction holds the
   process's one writer slot) and looks the markers up in that
   transaction: present means committed (the callback runs, if the
-  listener has not run it yet), absent means rolled back. It runs only
-  while hooks wait (every ``PROBE_S``).
+  listener has not run it yet), absent means rolled back. It runs on a
+  small thread that exists only while hooks wait (every ``PROBE_S``).
 * A transaction of another database file is refused (``ValueError``)
   before anything is written: its marker would never come back here.
 """
@@ -125,6 +125,7 @@ class Dispatcher:
         """This dispatcher's commit-marker channel."""
         self._listener: Listener | None = None
         self._thread: threading.Thread | None = None
+        self._prober: threading.Thread | None = None
         self._file: str | None = None
         self.delivered = 0
         """Notifications handed to targets."""
@@ -206,6 +207,28 @@ class Dispatcher:
         with self._lock:
             self._pending[token] = (nid, callback)
             self._ensure_running_locked()
+            if self._prober is None:
+                self._prober = threading.Thread(
+                    target=self._probe_loop, name="alkdev-events-probe", daemon=True
+                )
+                self._prober.start()
+
+    def _probe_loop(self) -> None:
+        """While hooks wait: settle them every ``PROBE_S`` (a commit's
+        marker usually comes back through the listener first)."""
+        try:
+            while True:
+                time.sleep(PROBE_S)
+                with self._lock:
+                    if not self._pending or self._db.closed:
+                        self._prober = None
+                        return
+                self._probe()
+        except Exception as e:
+            with self._lock:
+                self._prober = None
+            if not self._db.closed:
+                log.error("commit-hook probe of %r stopped", self._db.path, exc_info=e)
 
     def _committed(self, payload: Any) -> None:
         if type(payload) is not int:
@@ -278,15 +301,12 @@ class Dispatcher:
     def _run(self, listener: Listener) -> None:
         try:
             while True:
-                wait = PROBE_S if self._pending else IDLE_CHECK_S
-                n = listener.get(wait)
+                n = listener.get(IDLE_CHECK_S)
                 while n is not None:
                     self._route(n)
                     n = listener.get(0)
                 if listener.closed:
                     return
-                if self._pending:
-                    self._probe()
                 with self._lock:
                     if self._listener is not listener:
                         return  # replaced

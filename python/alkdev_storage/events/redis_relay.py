@@ -124,7 +124,7 @@ class RedisRelay:
         prefix = self._mid_prefix
         src = self.source
         maxlen = self.maxlen
-        for off, _topic, ekey, payload, _created in rows:
+        for off, _t, ekey, payload, _c in rows:
             fields = {"mid": prefix + str(off), "src": src, "key": ekey or "", "data": payload}
             if maxlen is None:
                 xadd(key, fields)
