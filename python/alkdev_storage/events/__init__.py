@@ -43,7 +43,7 @@ from alkdev_storage.events.redis_target import RedisEvent, RedisEventTarget
 from alkdev_storage.events.registry import Listener
 from alkdev_storage.events.subscription import OVERFLOW_POLICIES, Overflow, Subscription
 from alkdev_storage.events.target import EventTarget, InProcessEventTarget
-from alkdev_storage.events.typed import TypeRegistry
+from alkdev_storage.events.typed import TypeRegistry, catalog_types
 
 __all__ = [
     "OVERFLOW_POLICIES",
@@ -68,6 +68,7 @@ __all__ = [
     "Subscription",
     "TypeRegistry",
     "after_commit",
+    "catalog_types",
     "create_honker_event_target",
     "create_pubsub",
     "dispatcher_of",

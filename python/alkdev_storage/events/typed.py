@@ -3,7 +3,8 @@
 A target (or a pubsub) may be given payload models: a mapping of type to a
 pydantic model class, or catalog definitions (anything with a ``name``
 ``str`` and a ``payload`` model class, such as the constants of
-``alkdev_storage.domain.catalog``). Then:
+``alkdev_storage.domain.catalog``; :func:`catalog_types` lists them by
+kind of database). Then:
 
 * dispatching an event of a typed type validates its ``detail`` first (a
   dict, or an instance of the model) and refuses a mismatch with
@@ -29,10 +30,23 @@ from pydantic import BaseModel, ValidationError
 
 from alkdev_storage.errors import ValidationFailed
 
-__all__ = ["TypeRegistry", "TypesArg", "definition_of", "validate_detail"]
+__all__ = ["TypeRegistry", "TypesArg", "catalog_types", "definition_of", "validate_detail"]
 
 TypesArg = Mapping[str, type[BaseModel]] | Iterable[Any] | None
 """What ``types=`` accepts: a mapping type -> model, or catalog definitions."""
+
+
+def catalog_types(kind: str | None = None) -> list[Any]:
+    """The definitions of the event catalog (``alkdev_storage.domain.catalog``)
+    of one kind of database (``"system"`` / ``"tenant"``), or of both, for
+    ``types=``: ``EphemeralEventTarget(db, types=catalog_types("tenant"))``."""
+    from alkdev_storage.domain.catalog import CATALOG
+
+    if kind is None:
+        return [d for defs in CATALOG.values() for d in defs]
+    if kind not in CATALOG:
+        raise ValueError(f"kind must be one of {', '.join(CATALOG)} or None, not {kind!r}")
+    return list(CATALOG[kind])  # type: ignore[index]  # checked against the keys above
 
 
 def definition_of(value: Any) -> tuple[str, type[BaseModel]] | None:
