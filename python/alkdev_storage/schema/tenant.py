@@ -44,6 +44,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from alkdev_storage import _native
 from alkdev_storage.database import Database
+from alkdev_storage.schema.operation_tables import operation_tables
 from alkdev_storage.schema.types import (
     NAMING_CONVENTION,
     UTC_NOW_SQL,
@@ -58,6 +59,8 @@ __all__ = [
     "EDGE_TRIGGERS",
     "GRAPH_STATUSES",
     "GRAPH_TYPE_SCOPES",
+    "OPERATION_KEYS",
+    "OPERATION_REQUESTS",
     "PROTECTION_TRIGGERS",
     "PROTECTION_TRIGGER_NAMES",
     "Edge",
@@ -408,3 +411,7 @@ def protection_lifted(connection: object) -> Iterator[None]:
                     "system graph types were briefly unprotected" + (restored or
                     ": call alkdev_storage.schema.tenant.ensure_protection(db) now")
                 )
+
+
+#: The operations layer's tables (docs/0023): idempotent requests and cursor keys.
+OPERATION_REQUESTS, OPERATION_KEYS = operation_tables(TenantBase.metadata)
