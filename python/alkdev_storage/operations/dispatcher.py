@@ -31,8 +31,10 @@ from typing import Any
 
 from alkdev_storage.database import Database
 from alkdev_storage.domain import Sealer
+from alkdev_storage.domain.builtin.secret_graph import SecretSealer
 from alkdev_storage.domain.models import validate
 from alkdev_storage.domain.modules import GraphTypeModule, modules
+from alkdev_storage.domain.secrets import Binding, KeyProvider, decrypt_text
 from alkdev_storage.errors import ScopeViolation, ValidationFailed
 from alkdev_storage.operations import records
 from alkdev_storage.operations.context import AccessView, CallContext
@@ -103,6 +105,12 @@ class _Services:
         return self._cursors
 
 
+def _opener(provider: KeyProvider) -> Opener:
+    def opener(envelope: str, *, org_id: str, table: str, column: str, row_id: str) -> str:
+        return decrypt_text(envelope, Binding(org_id, table, column, row_id), provider)
+    return opener
+
+
 def _admin_modules() -> str:
     return json.dumps(sorted({m.name for m in modules() if m.admin_writes}))
 
@@ -117,13 +125,17 @@ class Dispatcher:
     refused; part of every secret's binding). ``sealer``/``opener``:
     encrypt secret attributes on write / decrypt them on read for calls
     that may (without an opener they read as ``"[redacted]"``).
+    ``key_provider``: a :class:`~alkdev_storage.domain.secrets.KeyProvider`
+    giving both (the secret graph's ``SecretSealer`` and ``decrypt_text``
+    with the row's ``Binding``).
     ``validate_output``: check every result against the spec's output
     model (default True). ``observer``: called with each call's
     :class:`CallTiming`. Thread-safe; one dispatcher per Database."""
 
     def __init__(self, db: Database, kind: str, *, registry: Registry | None = None,
                  org_id: str | None = None, sealer: Sealer | None = None,
-                 opener: Opener | None = None, validate_output: bool = True,
+                 opener: Opener | None = None, key_provider: KeyProvider | None = None,
+                 validate_output: bool = True,
                  observer: Callable[[CallTiming], None] | None = None) -> None:
         if not isinstance(db, Database):
             raise TypeError(f"db must be an alkdev_storage Database, not {type(db).__name__}")
@@ -133,6 +145,12 @@ class Dispatcher:
         if self.registry.kind != kind:
             raise ValueError(f"registry of kind {self.registry.kind} for a {kind} dispatcher")
         self.org_id = org_id
+        if key_provider is not None:
+            if org_id is None:
+                raise ValueError("key_provider needs the tenant's org_id (part of every "
+                                 "secret's binding)")
+            sealer = sealer or SecretSealer(key_provider)
+            opener = opener or _opener(key_provider)
         self.validate_output = validate_output
         self.observer = observer
         self._services = _Services(db, kind, org_id, sealer, opener)

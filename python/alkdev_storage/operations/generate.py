@@ -38,7 +38,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, Optional, cast
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -184,8 +184,14 @@ def _key_fields(cfg: TableConfig) -> dict[str, Any]:
 
 
 def _insert_model(cfg: TableConfig) -> type[BaseModel]:
-    return model_for(cfg.table, "insert", exclude=cfg.server_set & set(cfg.table.c.keys()),
-                     refine=cfg.refine or None, name=f"{_stem(cfg)}CreateInput")
+    base = model_for(cfg.table, "insert", exclude=cfg.server_set & set(cfg.table.c.keys()),
+                     refine=cfg.refine or None, name=f"{_stem(cfg)}CreateFields")
+    # A preset column may be left out (the preset fills it from the caller).
+    optional: dict[str, Any] = {
+        name: (Optional[f.annotation], Field(None, description=f.description))  # noqa: UP045 - a run-time type
+                for name, f in base.model_fields.items()
+        if name in cfg.presets and f.is_required()}
+    return create_model(f"{_stem(cfg)}CreateInput", __base__=base, **optional)
 
 
 def _models(cfg: TableConfig) -> dict[str, type[BaseModel]]:
@@ -280,7 +286,8 @@ def _statements(cfg: TableConfig) -> dict[str, StatementBuilder]:
         for f in filters:
             q = q.where(t.c[f] == _bind(t.c[f], "f_"))
         if after:
-            pos = sa.tuple_(*(sa.bindparam(f"p_c{i}", type_=c.type) for i, c in enumerate(sort)))
+            # the cursor holds the values as stored (datetimes as their text)
+            pos = sa.tuple_(*(sa.bindparam(f"p_c{i}", type_=sa.Text()) for i in range(len(sort))))
             q = q.where(sa.tuple_(*sort) < pos if desc else sa.tuple_(*sort) > pos)
         return (q.order_by(*(c.desc() if desc else c for c in sort))
                 .limit(sa.bindparam("p_limit", type_=sa.Integer)))
