@@ -140,10 +140,11 @@ class AccessView:
     writer: bool
     restricted: bool
     params: Mapping[str, Any]
+    shape: tuple[str, bool, bool, bool] = field(init=False, compare=False)
 
-    @property
-    def shape(self) -> tuple[str, bool, bool, bool]:
-        return (self.kind, self.manager, self.writer, self.restricted)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", (self.kind, self.manager, self.writer,
+                                           self.restricted))
 
     @classmethod
     def of(cls, ctx: CallContext) -> AccessView:

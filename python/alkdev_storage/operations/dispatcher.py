@@ -29,10 +29,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
+
 from alkdev_storage.database import Database
 from alkdev_storage.domain import Sealer
 from alkdev_storage.domain.builtin.secret_graph import SecretSealer
-from alkdev_storage.domain.models import validate
+from alkdev_storage.domain.models import validation_failed
 from alkdev_storage.domain.modules import GraphTypeModule, modules
 from alkdev_storage.domain.secrets import Binding, KeyProvider, decrypt_text
 from alkdev_storage.errors import ScopeViolation, ValidationFailed
@@ -179,6 +181,11 @@ class Dispatcher:
         return len(self._compiled)
 
     def _view(self, ctx: CallContext) -> AccessView:
+        # Cached on the (immutable) context per dispatcher, then by content.
+        cached = ctx.__dict__.get("_ops_view")
+        if cached is not None and cached[0] is self:
+            view: AccessView = cached[1]
+            return view
         key = (ctx.principal, ctx.key_scopes, ctx.agent_id, ctx.delegated_scopes)
         v = self._views.get(key)
         if v is None:
@@ -188,6 +195,7 @@ class Dispatcher:
             if len(self._views) > 1024:
                 self._views.clear()
             self._views[key] = v
+        ctx.__dict__["_ops_view"] = (self, v)
         return v
 
     # -- calls ----------------------------------------------------------------
@@ -201,13 +209,16 @@ class Dispatcher:
                 and p.org_id != self.org_id):
             raise ScopeViolation(f"{op_id}: a principal of org {p.org_id!r} cannot act in "
                                  f"org {self.org_id!r}")
-        if not ctx.allows(spec.scope):
+        if (ctx.key_scopes is not None or ctx.agent_id is not None
+                or ctx.delegated_scopes is not None) and not ctx.allows(spec.scope):
             raise ScopeViolation(f"{op_id}: needs scope {spec.scope!r}, which this call's "
                                  "scopes do not grant")
         try:
-            data = validate(spec.input_model, {} if input is None else input)
-        except ValidationFailed as exc:
-            raise ValidationFailed(f"{op_id}: {exc}", exc.errors, exc.field) from None
+            data = spec.input_model.__pydantic_validator__.validate_python(
+                {} if input is None else input)
+        except PydanticValidationError as exc:
+            failed = validation_failed(exc, spec.input_model.__name__)
+            raise ValidationFailed(f"{op_id}: {failed}", failed.errors, failed.field) from None
         return spec, data
 
     def _run(self, spec: OperationSpec, data: Any, ctx: CallContext, session: Any
@@ -229,7 +240,9 @@ class Dispatcher:
         if model is None or not self.validate_output:
             return
         try:
-            if spec.output_is_list:
+            if spec.output_check is not None:
+                spec.output_check(value)
+            elif spec.output_is_list:
                 for item in value:
                     model.__pydantic_validator__.validate_python(item)
             else:

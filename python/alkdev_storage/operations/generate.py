@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Optional, cast
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from alkdev_storage.domain.models import model_for, row_values
 from alkdev_storage.errors import IntegrityError, NotFound, ScopeViolation, ValidationFailed
@@ -194,7 +194,7 @@ def _insert_model(cfg: TableConfig) -> type[BaseModel]:
     return create_model(f"{_stem(cfg)}CreateInput", __base__=base, **optional)
 
 
-def _models(cfg: TableConfig) -> dict[str, type[BaseModel]]:
+def _models(cfg: TableConfig) -> dict[str, Any]:
     stem = _stem(cfg)
     out = model_for(cfg.table, "select", exclude=cfg.hidden or None, refine=cfg.refine or None,
                     name=f"{stem}")
@@ -210,7 +210,14 @@ def _models(cfg: TableConfig) -> dict[str, type[BaseModel]]:
         update_fields[name] = (src.annotation, src)
     filters = {c: (_filter_type(cfg, c), None) for c in cfg.filters or ()}
     orderings = cast(Any, Literal.__getitem__(tuple(cfg.orderings or ())))
+    loose = {c.key: Any for c in cfg.table.c if isinstance(c.type, sa.JSON)
+             and c.key not in cfg.hidden}
+    check = model_for(cfg.table, "select", exclude=cfg.hidden or None,
+                      refine={**cfg.refine, **loose} or None, name=f"{stem}Checked")
+    page_check = TypeAdapter(list[check])  # type: ignore[valid-type]  # a generated model class
     return {
+        "check": check.__pydantic_validator__.validate_python,
+        "page_check": lambda page: page_check.validate_python(page["items"]),
         "out": out,
         "create": cfg.create_model or insert,
         "key": create_model(f"{stem}Key", __config__=_FORBID, **_key_fields(cfg)),
@@ -424,7 +431,10 @@ def _list(cfg: TableConfig) -> Handler:
             last = rows[-1]
             next_cursor = inv.services.cursors.encode(inv.spec.id, order, desc, fp,
                                                       [last[c] for c in sort])
-        return {"items": [_present(cfg, inv, r) for r in rows], "next_cursor": next_cursor}
+        present = cfg.hooks.present
+        if present is not None:
+            rows = [present(inv, r) for r in rows]
+        return {"items": rows, "next_cursor": next_cursor}
     return handler
 
 
@@ -515,7 +525,7 @@ def generate(cfg: TableConfig, *, include: Iterable[str] | None = None,
     r = cfg.resource
     rules = cfg.rules.description
     table_doc = cfg.description or f"the {cfg.table.name} table"
-    handlers: dict[str, tuple[OperationKind, Handler, type[BaseModel], type[BaseModel], str]] = {
+    handlers: dict[str, tuple[OperationKind, Handler, Any, Any, str]] = {
         "create": ("mutation", _create(cfg), models["create"], models["out"],
                    f"Create a row of {table_doc}."),
         "get": ("query", _get(cfg), models["key"], models["out"],
@@ -534,11 +544,13 @@ def generate(cfg: TableConfig, *, include: Iterable[str] | None = None,
     specs = []
     for verb in chosen:
         kind, handler, inp, out, doc = handlers[verb]
+        check = models["page_check"] if verb == "list" else models["check"]
         op_id = rename.get(verb, rename.get(f"{r}.{verb}", f"{r}.{verb}"))
         action = "read" if kind == "query" else "write"
         specs.append(OperationSpec(
             id=op_id, kind=kind, description=doc, input_model=inp, output_model=out,
             scope=f"{r}:{action}", access=rules, handler=handler, statements=stmts,
-            events=tuple((events or {}).get(verb, ())), table=cfg.table.name))
+            events=tuple((events or {}).get(verb, ())), table=cfg.table.name,
+            output_check=check))
     specs.extend(add)
     return specs

@@ -102,6 +102,7 @@ class OperationSpec:
     events: tuple[str, ...] = ()
     table: str | None = None
     output_is_list: bool = False
+    output_check: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in ("query", "mutation"):

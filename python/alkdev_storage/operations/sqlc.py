@@ -51,7 +51,7 @@ class Compiled:
     Database, how to bind a dict of values, and how to read its rows
     (``columns``: result column names; JSON columns decoded)."""
 
-    __slots__ = ("_plan", "_stmt", "columns", "json_columns", "sql")
+    __slots__ = ("_decode", "_plan", "_stmt", "columns", "json_columns", "sql")
 
     def __init__(self, sql: str, plan: Sequence[tuple[str, Any, Callable[[Any], Any] | None]],
                  columns: tuple[str, ...], json_columns: frozenset[int], db: Database) -> None:
@@ -60,6 +60,7 @@ class Compiled:
         self.columns = columns
         self.json_columns = json_columns
         self._stmt = db.prepare(sql)
+        self._decode = _decoder(columns, json_columns)
 
     def args(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """The positional parameters for ``values`` (bind processors
@@ -74,14 +75,6 @@ class Compiled:
                 v = values.get(name, const)
             out.append(proc(v) if proc is not None and v is not None else v)
         return tuple(out)
-
-    def _decode(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        d = dict(zip(self.columns, row, strict=True))
-        for i in self.json_columns:
-            v = row[i]
-            if isinstance(v, str):
-                d[self.columns[i]] = json.loads(v)
-        return d
 
     def rows(self, session: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run it on ``session`` (Transaction or Snapshot); rows as dicts."""
@@ -102,6 +95,22 @@ class Compiled:
         """Run a statement without rows; the number of rows changed."""
         changes: int = session.execute(self._stmt, self.args(values)).changes
         return changes
+
+
+def _decoder(columns: tuple[str, ...], json_columns: frozenset[int]
+             ) -> Callable[[tuple[Any, ...]], dict[str, Any]]:
+    """A function row -> dict for these columns (generated once: a dict
+    display is faster than ``dict(zip(...))``); JSON text decoded."""
+    items = []
+    for i, name in enumerate(columns):
+        value = f"r[{i}]"
+        if i in json_columns:
+            value = f"(_loads(r[{i}]) if r[{i}].__class__ is str else r[{i}])"
+        items.append(f"{name!r}: {value}")
+    ns: dict[str, Any] = {"_loads": json.loads}
+    exec(f"def decode(r):\n    return {{{', '.join(items)}}}\n", ns)
+    fn: Callable[[tuple[Any, ...]], dict[str, Any]] = ns["decode"]
+    return fn
 
 
 def compile_statement(statement: sa.Executable, db: Database) -> Compiled:
