@@ -15,7 +15,14 @@ from __future__ import annotations
 from alkdev_storage.operations.context import AccessView, CallContext, allows
 from alkdev_storage.operations.dispatcher import Dispatcher, Opener, registry_for
 from alkdev_storage.operations.generate import VERBS, Hooks, TableConfig, custom, generate
-from alkdev_storage.operations.rules import ColumnRule, TableRules, system_rules, tenant_rules
+from alkdev_storage.operations.rules import (
+    ColumnRule,
+    TableRules,
+    owner_rules,
+    shared_rules,
+    system_rules,
+    tenant_rules,
+)
 from alkdev_storage.operations.spec import (
     JSON_SCHEMA_DIALECT,
     CallResult,
@@ -47,7 +54,9 @@ __all__ = [
     "allows",
     "custom",
     "generate",
+    "owner_rules",
     "registry_for",
+    "shared_rules",
     "system_configs",
     "system_rules",
     "system_specs",

@@ -457,8 +457,9 @@ def _write(cfg: TableConfig, verb: str) -> Handler:
                     raise _denied_or_missing(cfg, inv, key, "change", values)
             values = cfg.hooks.prepare(inv, verb, values, current, None)
         params.update({f"v_{k}": v for k, v in values.items()})
-        if "owner_id" in cfg.rules.columns and "owner_id" in values:
-            params["p_owner_id"] = values["owner_id"]
+        for col in cfg.rules.columns:  # column rules may read the new value as p_<column>
+            if col in values and col not in key:
+                params[f"p_{col}"] = values[col]
         try:
             row = inv.sql("update", frozenset(values)).row(inv.session, params)
         except IntegrityError as exc:

@@ -56,7 +56,15 @@ from alkdev_storage.schema.system import (
 )
 from alkdev_storage.schema.tenant import Edge, Graph, GraphType, Node
 
-__all__ = ["ColumnRule", "Pred", "TableRules", "system_rules", "tenant_rules"]
+__all__ = [
+    "ColumnRule",
+    "Pred",
+    "TableRules",
+    "owner_rules",
+    "shared_rules",
+    "system_rules",
+    "tenant_rules",
+]
 
 Pred = sa.ColumnElement[bool]
 RowPred = Callable[[AccessView, sa.Table], Pred]
@@ -118,6 +126,42 @@ def _one_of(col: Any, values: tuple[str, ...]) -> Pred:
 
 def _json_values(param: sa.BindParameter[Any]) -> sa.Select[Any]:
     return sa.select(sa.column("value")).select_from(sa.func.json_each(param))
+
+
+# ---------------------------------------------------------------------
+# Rules for tables of your own
+# ---------------------------------------------------------------------
+
+
+def owner_rules(column: str = "owner_id") -> TableRules:
+    """Rows belong to the account in ``column``: a user sees, creates,
+    changes and deletes only its own rows (and may not give one away);
+    tenant and system principals see and change every row. Use with a
+    ``presets={column: ...}`` that fills the caller's account id."""
+    def mine(v: AccessView, t: sa.Table) -> Pred:
+        return sa.true() if v.kind != "user" else t.c[column] == ME
+
+    def create(v: AccessView, p: Mapping[str, Any]) -> Pred:
+        if v.kind != "user":
+            return sa.true()
+        return p[column] == ME if v.writer else sa.false()
+
+    def keep(v: AccessView, t: sa.Table) -> Pred:
+        return sa.true() if v.kind != "user" else sa.bindparam("p_" + column,
+                                                               type_=sa.Text) == ME
+
+    return TableRules(f"rows are their {column}'s (users); tenant and system see all",
+                      read=mine, write=lambda v, t: mine(v, t) if v.writer else sa.false(),
+                      create=create, columns={column: ColumnRule(keep)})
+
+
+def shared_rules() -> TableRules:
+    """Every caller of the file sees every row; writers (not viewers)
+    create, change and delete them."""
+    def write(v: AccessView, t: Any) -> Pred:
+        return sa.true() if v.writer else sa.false()
+    return TableRules("every caller reads; writers write", read=_true, write=write,
+                      create=write)
 
 
 # ---------------------------------------------------------------------
