@@ -349,7 +349,9 @@ def _create(cfg: TableConfig) -> Handler:
     server = cfg.server_set & set(t.c.keys())
 
     def handler(inv: Invocation, data: BaseModel) -> Any:
-        values = row_values(data)
+        # A custom create model's defaults are values to use; a generated
+        # one's unset fields are left to the database's defaults.
+        values = data.model_dump() if cfg.create_model is not None else row_values(data)
         for col, preset in cfg.presets.items():
             if col not in values:
                 v = preset(inv, values)
