@@ -216,3 +216,36 @@ def test_kill_9_mid_batch_leaves_writes_and_events_together(tenant_db, tmp_path)
         assert remembered == {"req-" + k[1:] for k in keys}
     finally:
         db.close()
+
+
+def test_an_agent_gets_the_intersection_of_key_and_delegation(tenant_ops, tenant_db) -> None:
+    from alkdev_storage.operations.delegation import agent_context, delegated_scopes
+
+    acl = tenant_ops.call("graph_types.list", {"name": ACL_GRAPH.name}, SYSTEM)["items"][0]
+    admin = CallContext(Principal.tenant_admin("o1"))
+    g = tenant_ops.call("graphs.create", {"graph_type_id": acl["id"], "name": "acl"}, admin)
+    p = tenant_ops.call("nodes.create", {"graph_id": g["id"], "key": "alice", "type":
+                                         "principal", "attributes": {"kind": "account",
+                                                                     "account_id": "acc1"}},
+                        admin)
+    a = tenant_ops.call("nodes.create", {"graph_id": g["id"], "key": "bot", "type": "agent",
+                                         "attributes": {"name": "bot"}}, admin)
+    for scopes, expires in ((["graphs:read", "nodes:read"], None),
+                            (["graphs:write"], "2000-01-01T00:00:00Z")):  # expired
+        tenant_ops.call("edges.create", {"graph_id": g["id"], "type": "delegates_to",
+                                         "source_id": p["id"], "target_id": a["id"],
+                                         "attributes": {"scopes": scopes,
+                                                        "expires_at": expires}}, admin)
+    assert delegated_scopes(tenant_db, "acc1", "bot") == {"graphs:read", "nodes:read"}
+    assert delegated_scopes(tenant_db, "acc1", a["id"]) == {"graphs:read", "nodes:read"}
+    assert delegated_scopes(tenant_db, "acc2", "bot") == frozenset()
+    user = Principal.user("acc1", "o1", "member")
+    ctx = agent_context(tenant_db, user, "bot", key_scopes={"graphs:*"})
+    assert ctx.allows("graphs:read")
+    assert not ctx.allows("graphs:write") and not ctx.allows("nodes:read")
+    tenant_ops.call("graphs.list", {}, ctx)
+    with pytest.raises(Exception, match="needs scope 'graphs:write'"):
+        tenant_ops.call("graphs.create", {"graph_type_id": acl["id"], "name": "x"}, ctx)
+    nobody = agent_context(tenant_db, Principal.user("acc2", "o1", "member"), "bot")
+    with pytest.raises(Exception, match="needs scope 'graphs:read'"):
+        tenant_ops.call("graphs.list", {}, nobody)

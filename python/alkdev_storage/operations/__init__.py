@@ -13,6 +13,7 @@ audit records committed with every write, and the dispatcher.
 from __future__ import annotations
 
 from alkdev_storage.operations.context import AccessView, CallContext, allows
+from alkdev_storage.operations.delegation import agent_context, delegated_scopes
 from alkdev_storage.operations.dispatcher import Dispatcher, Opener, registry_for
 from alkdev_storage.operations.generate import VERBS, Hooks, TableConfig, custom, generate
 from alkdev_storage.operations.rules import (
@@ -51,8 +52,10 @@ __all__ = [
     "Registry",
     "TableConfig",
     "TableRules",
+    "agent_context",
     "allows",
     "custom",
+    "delegated_scopes",
     "generate",
     "owner_rules",
     "registry_for",
