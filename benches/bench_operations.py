@@ -175,8 +175,8 @@ class Orm:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    n_get, n_create, n_list = (400, 300, 60) if quick else (3000, 2000, 400)
-    repeats = 3 if quick else 7
+    n_get, n_create, n_list = (1000, 500, 100) if quick else (3000, 1500, 300)
+    repeats = 5 if quick else 7
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         db = alkdev_storage.open(Path(tmp) / "tenant-org.db")

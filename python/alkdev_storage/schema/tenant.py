@@ -259,6 +259,8 @@ class Node(TenantBase):
         _json_object("attributes"),
         sa.UniqueConstraint("graph_id", "key"),
         sa.Index("ix_nodes_graph_id_type", "graph_id", "type"),
+        # keyset pages of a graph's nodes in id order (docs/0023)
+        sa.Index("ix_nodes_graph_id_id", "graph_id", "id"),
         sa.Index(
             "ix_nodes_key_version", "key_version", sqlite_where=sa.text("key_version IS NOT NULL")
         ),
@@ -285,6 +287,7 @@ class Edge(TenantBase):
     __table_args__ = (
         _json_object("attributes"),
         sa.Index("ix_edges_graph_id_type", "graph_id", "type"),
+        sa.Index("ix_edges_graph_id_id", "graph_id", "id"),
         sa.Index("ix_edges_source_id_type", "source_id", "type"),
         sa.Index("ix_edges_target_id_type", "target_id", "type"),
         sa.Index(

@@ -1,6 +1,7 @@
 """tenant: the operations layer's tables: idempotent requests
 (``operation_requests``) and named random keys (``operation_keys``, the
-cursor HMAC key) (docs/0023-operation-specs.md).
+cursor HMAC key); indexes (graph_id, id) on nodes and edges for keyset
+pages of a graph in id order (docs/0023-operation-specs.md).
 
 Revision ID: tenant_0003
 Revises: tenant_0002
@@ -40,8 +41,12 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_operation_keys")),
     )
+    for table in ("nodes", "edges"):
+        op.create_index(op.f(f"ix_{table}_graph_id_id"), table, ["graph_id", "id"])
 
 
 def downgrade() -> None:
+    for table in ("edges", "nodes"):
+        op.drop_index(op.f(f"ix_{table}_graph_id_id"), table_name=table)
     op.drop_table("operation_keys")
     op.drop_table("operation_requests")
