@@ -128,6 +128,11 @@ def load(db, rows) -> tuple[list[T], list[G], dict[str, str]]:
             nodes[g.id] = new_id()
             tx.execute("INSERT INTO nodes (id, graph_id, key, type) VALUES (?, ?, 'k', 'x')",
                        (nodes[g.id], g.id))
+            other = new_id()
+            tx.execute("INSERT INTO nodes (id, graph_id, key, type) VALUES (?, ?, 'k2', 'x')",
+                       (other, g.id))
+            tx.execute("INSERT INTO edges (id, graph_id, type, source_id, target_id) VALUES "
+                       "(?, ?, 'y', ?, ?)", (new_id(), g.id, nodes[g.id], other))
             graphs.append(g)
     return types, graphs, nodes
 
@@ -163,15 +168,21 @@ def test_reads_see_exactly_what_the_oracle_allows(tenant_db, rows, ctx) -> None:
         assert seen_types == {t.id for t in types if sees_type(ctx.principal, t)}
     if ctx.allows("nodes:read"):
         listed = ops.call("nodes.list", {"limit": 500}, ctx)["items"]
-        assert {n["id"] for n in listed} == {nodes[g] for g in visible}
+        assert {n["id"] for n in listed if n["key"] == "k"} == {nodes[g] for g in visible}
+        assert len(listed) == 2 * len(visible)
         for g in graphs:
             expect(ops, "nodes.get", {"id": nodes[g.id]}, ctx, g.id in visible, False,
                    "nodes:read")
             page = ops.call("nodes.list", {"graph_id": g.id}, ctx)["items"]
-            assert len(page) == (1 if g.id in visible else 0)
+            assert len(page) == (2 if g.id in visible else 0)
     else:
         with pytest.raises(ScopeViolation):
             ops.call("nodes.list", {}, ctx)
+    if ctx.allows("edges:read"):
+        edges = ops.call("edges.list", {"limit": 500}, ctx)["items"]
+        assert {e["graph_id"] for e in edges} == visible and len(edges) == len(visible)
+        for e in edges:
+            assert ops.call("edges.get", {"id": e["id"]}, ctx)["id"] == e["id"]
 
 
 @SETTINGS
@@ -241,6 +252,14 @@ def test_system_rules_match_the_oracle(system_db, world) -> None:
         for (org, account), lv in level.items():
             tx.execute("INSERT INTO organization_memberships (org_id, account_id, level) "
                        "VALUES (?, ?, ?)", (org, account, lv))
+        keys = {}  # key id -> (account, org)
+        for i, account in enumerate(ACCOUNTS):
+            for org in (None, *org_ids[:1]):
+                kid = f"k{i}{org or ''}"
+                keys[kid] = (account, org)
+                tx.execute("INSERT INTO api_keys (id, account_id, org_id, name, prefix, "
+                           "key_hash, pepper_version) VALUES (?, ?, ?, 'n', 'p', ?, 1)",
+                           (kid, account, org, bytes(32)))
     ctx = CallContext(Principal.user(me, "none", "member"))
     admin = me in admins
     my_orgs = {o for (o, a) in level if a == me}
@@ -259,6 +278,12 @@ def test_system_rules_match_the_oracle(system_db, world) -> None:
         may = admin or o in managed or o in owned
         expect(ops, "organizations.patch", {"id": o, "name": "x"}, ctx, may, visible,
                "organizations:write")
+    seen_keys = {k["id"] for k in ops.call("api_keys.list", {}, ctx)["items"]}
+    assert seen_keys == {k for k, (acc, org) in keys.items()
+                         if admin or acc == me or (org is not None and org in managed)}
+    for k, (acc, org) in keys.items():
+        expect(ops, "api_keys.patch", {"id": k, "name": "renamed"}, ctx, admin or acc == me,
+               k in seen_keys, "api_keys:write")
     for a in ACCOUNTS:
         expect(ops, "accounts.patch", {"id": a, "display_name": "d"}, ctx, admin or a == me,
                admin or a == me or a in co, "accounts:write")

@@ -283,3 +283,23 @@ def test_system_accounts_organizations_and_keys(system_ops, system_db) -> None:
         system_ops.call("api_keys.get", {"id": key["id"]}, stranger)
     boss = CallContext(Principal.user(admin["id"], "none", "member"))
     assert system_ops.call("api_keys.get", {"id": key["id"]}, boss)["id"] == key["id"]
+
+
+def test_batch_items_are_idempotent_by_their_request_ids(tenant_ops, tenant_db) -> None:
+    g = make_graph(tenant_ops)
+    ctx = MEMBER.with_request("batch-1")
+    calls = [("nodes.create", {**op_node("a"), "graph_id": g["id"]}),
+             ("nodes.create", {**op_node("b"), "graph_id": g["id"]}, "own-id")]
+    first = tenant_ops.batch(calls, ctx)
+    before = counts(tenant_db)
+    assert tenant_ops.batch(calls, ctx) == first  # a retried batch writes nothing
+    assert counts(tenant_db) == before
+    ids = {r["request_id"] for r in tenant_db.query("SELECT request_id FROM operation_requests")}
+    assert {"batch-1#0", "own-id"} <= ids
+
+
+def test_a_missing_row_is_named_in_the_not_found_error(tenant_ops) -> None:
+    with pytest.raises(NotFound, match="nodes id='missing': not found"):
+        tenant_ops.call("nodes.get", {"id": "missing"}, MEMBER)
+    with pytest.raises(NotFound, match="graphs id='missing': not found"):
+        tenant_ops.call("graphs.delete", {"id": "missing"}, MEMBER)
