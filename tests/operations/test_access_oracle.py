@@ -281,7 +281,7 @@ def test_system_rules_match_the_oracle(system_db, world) -> None:
     seen_keys = {k["id"] for k in ops.call("api_keys.list", {}, ctx)["items"]}
     assert seen_keys == {k for k, (acc, org) in keys.items()
                          if admin or acc == me or (org is not None and org in managed)}
-    for k, (acc, org) in keys.items():
+    for k, (acc, _org) in keys.items():
         expect(ops, "api_keys.patch", {"id": k, "name": "renamed"}, ctx, admin or acc == me,
                k in seen_keys, "api_keys:write")
     for a in ACCOUNTS:
