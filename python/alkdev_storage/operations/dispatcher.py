@@ -37,7 +37,7 @@ from alkdev_storage.domain.builtin.secret_graph import SecretSealer
 from alkdev_storage.domain.models import validation_failed
 from alkdev_storage.domain.modules import GraphTypeModule, modules
 from alkdev_storage.domain.secrets import Binding, KeyProvider, decrypt_text
-from alkdev_storage.errors import ScopeViolation, ValidationFailed
+from alkdev_storage.errors import OperationalError, ScopeViolation, ValidationFailed
 from alkdev_storage.operations import records
 from alkdev_storage.operations.context import AccessView, CallContext
 from alkdev_storage.operations.cursor import CursorCodec, load_key
@@ -160,6 +160,13 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._views: dict[Any, AccessView] = {}
         self._admin_modules = _admin_modules()
+        try:
+            # Load (or create) the cursor key now, outside any call's
+            # transaction: created inside a batch that rolls back, it would
+            # vanish while this dispatcher kept using it.
+            self._services.cursors  # noqa: B018 - loads the key
+        except OperationalError:
+            pass  # no operation_keys table (a file not migrated): created on first use
 
     # -- statements -----------------------------------------------------------
 

@@ -99,9 +99,10 @@ class TableConfig:
 
     ``table``: the SQLAlchemy Table; ``rules``: its :class:`TableRules`;
     ``resource``: the id prefix and scope resource (the table name by
-    default). ``hidden``: columns never returned (e.g. ``key_hash``; still
-    accepted by ``create`` unless also ``immutable``... see ``write_only``).
-    ``immutable``: columns update/patch do not take. ``server_set``:
+    default). ``hidden``: columns never returned (e.g. ``key_hash``: a
+    write-only column, still accepted by ``create``; make it ``immutable``
+    too so update/patch do not take it). ``immutable``: columns
+    update/patch do not take. ``server_set``:
     columns the server fills (ids, timestamps). ``filters``: columns ``list``
     may filter on (default: the columns of the table's indexes and keys).
     ``orderings``: columns ``list`` may order by (NOT NULL ones; default:
