@@ -21,7 +21,7 @@ from alkdev_storage.schema import new_id
 ACCOUNTS = ("u1", "u2", "u3")
 PROJECTS = ("p1", "p2")
 NODE_SCHEMA, EDGE_SCHEMA = (json.dumps(s) for s in module_to_db_schema(CALL_GRAPH))
-SETTINGS = settings(max_examples=30, deadline=None,
+SETTINGS = settings(max_examples=75, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 

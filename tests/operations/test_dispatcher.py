@@ -303,3 +303,37 @@ def test_a_missing_row_is_named_in_the_not_found_error(tenant_ops) -> None:
         tenant_ops.call("nodes.get", {"id": "missing"}, MEMBER)
     with pytest.raises(NotFound, match="graphs id='missing': not found"):
         tenant_ops.call("graphs.delete", {"id": "missing"}, MEMBER)
+
+
+def test_acall_runs_off_the_event_loop(tenant_db) -> None:
+    import asyncio
+    import threading
+
+    from pydantic import BaseModel
+
+    from alkdev_storage.operations import custom
+
+    class Empty(BaseModel):
+        pass
+
+    class Where(BaseModel):
+        thread: int
+
+    ops = Dispatcher(tenant_db, "tenant")
+    ops.registry.add(custom("graphs.where", "query",
+                            lambda inv, data: {"thread": threading.get_ident()},
+                            input=Empty, output=Where, scope="graphs:read"))
+    g = make_graph(ops)
+
+    async def main():
+        here = threading.get_ident()
+        where = await ops.acall("graphs.where", {}, MEMBER)
+        made = await asyncio.gather(*(ops.acall(
+            "nodes.create", {**op_node(f"a{i}"), "graph_id": g["id"]}, MEMBER)
+            for i in range(5)))
+        return here, where["thread"], made
+
+    here, there, made = asyncio.run(main())
+    assert here != there
+    assert sorted(n["key"] for n in made) == [f"a{i}" for i in range(5)]
+    assert len(ops.call("nodes.list", {"graph_id": g["id"]}, MEMBER)["items"]) == 5

@@ -301,6 +301,13 @@ class Dispatcher:
         self._check_output(spec, value)
         return value
 
+    async def acall(self, op_id: str, input: Mapping[str, Any] | None, ctx: CallContext
+                    ) -> Any:
+        """:meth:`call` from async code: runs on a worker thread
+        (``Database.arun``), so waiting for the writer never blocks the
+        event loop."""
+        return await self.db.arun(self.call, op_id, input, ctx)
+
     def batch(self, calls: Iterable[tuple[str, Mapping[str, Any] | None]
                                     | tuple[str, Mapping[str, Any] | None, str | None]],
               ctx: CallContext) -> list[Any]:
