@@ -137,3 +137,17 @@ def test_schema_graph_types_and_secrets(in_tmp: Path, capsys: pytest.CaptureFixt
     assert [r[0] for r in rows] == ["a", "b", "db-password"]  # "c" was never written
     secret = rows[-1]
     assert "hunter2" not in secret[1] and secret[2] == 2  # encrypted, on the new key
+
+
+def test_operations(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_block(block_with("generate(config)"))
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["True None", "hidden from bob"]
+    assert out[2] == str(
+        sorted(f"notes.{op}" for op in ("create", "get", "list", "update", "patch", "delete"))
+    )
+    con = sqlite3.connect("tenant-acme.db")
+    try:
+        assert con.execute("SELECT owner_id, title FROM notes").fetchall() == [("alice", "hello")]
+    finally:
+        con.close()

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from alkdev_storage.errors import ValidationFailed
+from alkdev_storage.schema.operation_tables import operation_tables
 from alkdev_storage.schema.types import (
     NAMING_CONVENTION,
     UTC_NOW_SQL,
@@ -39,6 +40,8 @@ __all__ = [
     "ACCESS_LEVELS",
     "ACCOUNT_STATUSES",
     "MEMBERSHIP_LEVELS",
+    "OPERATION_KEYS",
+    "OPERATION_REQUESTS",
     "ORGANIZATION_STATUSES",
     "TENANT_STATUSES",
     "Account",
@@ -282,3 +285,7 @@ class TenantRecord(SystemBase):
     status: Mapped[str] = mapped_column(enum_type("status", *TENANT_STATUSES), nullable=False)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+
+
+#: The operations layer's tables (docs/0023): idempotent requests and cursor keys.
+OPERATION_REQUESTS, OPERATION_KEYS = operation_tables(SystemBase.metadata)

@@ -44,6 +44,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from alkdev_storage import _native
 from alkdev_storage.database import Database
+from alkdev_storage.schema.operation_tables import operation_tables
 from alkdev_storage.schema.types import (
     NAMING_CONVENTION,
     UTC_NOW_SQL,
@@ -58,6 +59,8 @@ __all__ = [
     "EDGE_TRIGGERS",
     "GRAPH_STATUSES",
     "GRAPH_TYPE_SCOPES",
+    "OPERATION_KEYS",
+    "OPERATION_REQUESTS",
     "PROTECTION_TRIGGERS",
     "PROTECTION_TRIGGER_NAMES",
     "Edge",
@@ -256,6 +259,8 @@ class Node(TenantBase):
         _json_object("attributes"),
         sa.UniqueConstraint("graph_id", "key"),
         sa.Index("ix_nodes_graph_id_type", "graph_id", "type"),
+        # keyset pages of a graph's nodes in id order (docs/0023)
+        sa.Index("ix_nodes_graph_id_id", "graph_id", "id"),
         sa.Index(
             "ix_nodes_key_version", "key_version", sqlite_where=sa.text("key_version IS NOT NULL")
         ),
@@ -282,6 +287,7 @@ class Edge(TenantBase):
     __table_args__ = (
         _json_object("attributes"),
         sa.Index("ix_edges_graph_id_type", "graph_id", "type"),
+        sa.Index("ix_edges_graph_id_id", "graph_id", "id"),
         sa.Index("ix_edges_source_id_type", "source_id", "type"),
         sa.Index("ix_edges_target_id_type", "target_id", "type"),
         sa.Index(
@@ -408,3 +414,7 @@ def protection_lifted(connection: object) -> Iterator[None]:
                     "system graph types were briefly unprotected" + (restored or
                     ": call alkdev_storage.schema.tenant.ensure_protection(db) now")
                 )
+
+
+#: The operations layer's tables (docs/0023): idempotent requests and cursor keys.
+OPERATION_REQUESTS, OPERATION_KEYS = operation_tables(TenantBase.metadata)
