@@ -221,7 +221,9 @@ def test_sigkilled_consumer_is_replaced_without_losing_events(db, db_path, tmp_p
     # Duplicates only from the at-least-once window (a's unsaved tail).
     dup = len(handled) - 300
     assert dup <= len(lines(out_a))
-    print(f"durable SIGKILL: a handled {len(lines(out_a))}, b {len(lines(out_b))}, {dup} redelivered")
+    print(
+        f"durable SIGKILL: a handled {len(lines(out_a))}, b {len(lines(out_b))}, {dup} redelivered"
+    )
 
 
 def test_fail_mode_against_a_live_process(db, db_path, tmp_path) -> None:  # type: ignore[no-untyped-def]
