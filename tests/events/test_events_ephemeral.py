@@ -209,3 +209,25 @@ def test_closing_the_database_stops_the_dispatcher(db_path) -> None:  # type: ig
     assert d.running
     db.close()
     wait_for(lambda: not d.running, what="the dispatcher to end")
+
+
+def test_a_dispatcher_does_not_keep_its_database_alive(db_path) -> None:  # type: ignore[no-untyped-def]
+    import gc
+    import weakref
+
+    db = alkdev_storage.open(db_path)
+    t = EphemeralEventTarget(db)
+    t.add_event_listener("x", print)
+    d = dispatcher_of(db)
+    with db.transaction() as tx:
+        from alkdev_storage.events import after_commit
+
+        after_commit(db, tx, lambda: None)
+    assert d.wait_idle(5)
+    t.close()
+    db.close()
+    wait_for(lambda: not d.running, what="the dispatcher to end")
+    ref = weakref.ref(db)
+    del db, t
+    gc.collect()
+    assert ref() is None

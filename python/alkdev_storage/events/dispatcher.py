@@ -45,6 +45,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from alkdev_storage.errors import InterfaceError
 from alkdev_storage.events.registry import log
 from alkdev_storage.primitives.notify import Listener, Notification
 from alkdev_storage.primitives.payload import decode
@@ -116,7 +117,9 @@ class Dispatcher:
     """The event thread of one Database (see the module docstring)."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._db_ref = weakref.ref(db)  # the registry is keyed weakly by db
+        self.path = db.path
+        """The database file's path."""
         self._lock = threading.Lock()
         self._clients: tuple[Client, ...] = ()
         self._pending: dict[int, tuple[int, Callable[[], Any]]] = {}
@@ -139,7 +142,7 @@ class Dispatcher:
 
     def __repr__(self) -> str:
         return (
-            f"<Dispatcher {self._db.path!r} clients={len(self._clients)} "
+            f"<Dispatcher {self.path!r} clients={len(self._clients)} "
             f"pending={len(self._pending)} running={self.running}>"
         )
 
@@ -160,6 +163,16 @@ class Dispatcher:
     def pending(self) -> int:
         """Commit hooks waiting for their transaction's outcome."""
         return len(self._pending)
+
+    def _database(self) -> Database:
+        db = self._db_ref()
+        if db is None:
+            raise InterfaceError("the Database was garbage-collected")
+        return db
+
+    def _gone(self) -> bool:
+        db = self._db_ref()
+        return db is None or db.closed
 
     # -- clients ---------------------------------------------------------
 
@@ -195,11 +208,11 @@ class Dispatcher:
             )
         row = tx.fetchone(SQL_MAIN_FILE)
         if self._file is None:
-            own = self._db.fetchone(SQL_MAIN_FILE)
+            own = self._database().fetchone(SQL_MAIN_FILE)
             self._file = own[0] if own else None
         if row is None or row[0] != self._file:
             raise ValueError(
-                f"tx is a transaction of {row[0] if row else '?'!r}, not of {self._db.path!r}: "
+                f"tx is a transaction of {row[0] if row else '?'!r}, not of {self.path!r}: "
                 "a commit-aware dispatch needs a transaction of the target's database"
             )
         token = next(self._tokens)
@@ -220,15 +233,15 @@ class Dispatcher:
             while True:
                 time.sleep(PROBE_S)
                 with self._lock:
-                    if not self._pending or self._db.closed:
+                    if not self._pending or self._gone():
                         self._prober = None
                         return
                 self._probe()
         except Exception as e:
             with self._lock:
                 self._prober = None
-            if not self._db.closed:
-                log.error("commit-hook probe of %r stopped", self._db.path, exc_info=e)
+            if not self._gone():
+                log.error("commit-hook probe of %r stopped", self.path, exc_info=e)
 
     def _committed(self, payload: Any) -> None:
         if type(payload) is not int:
@@ -247,8 +260,8 @@ class Dispatcher:
 
     def _probe(self) -> None:
         """Settle waiting hooks (see the module docstring)."""
-        db = self._db
-        if db.closed:
+        db = self._db_ref()
+        if db is None or db.closed:
             return
         tx = db.try_begin()
         if tx is None:
@@ -287,7 +300,9 @@ class Dispatcher:
         if self._thread is not None and self._thread.is_alive() and self._listener is not None:
             if not self._listener.closed:
                 return
-        listener = Listener(self._db, self.channel, match=self._match, max_buffered=BUFFERED)
+        listener = Listener(
+            self._database(), self.channel, match=self._match, max_buffered=BUFFERED
+        )
         self._listener = listener
         t = threading.Thread(
             target=self._run, args=(listener,), name="alkdev-events-dispatch", daemon=True
@@ -315,8 +330,8 @@ class Dispatcher:
                         listener.close()
                         return
         except Exception as e:  # the Database closed under us, or a bug
-            if not self._db.closed:
-                log.error("event dispatcher of %r stopped", self._db.path, exc_info=e)
+            if not self._gone():
+                log.error("event dispatcher of %r stopped", self.path, exc_info=e)
         finally:
             with self._lock:
                 if self._listener is listener:
