@@ -54,7 +54,9 @@ Delivery contract
   process stops delivering at once (a standby may then redeliver what it
   had not saved: at-least-once).
 * A new consumer name starts at the beginning of the stream
-  (``start="earliest"``) or at its current end (``start="latest"``).
+  (``start="earliest"``) or at its end (``start="latest"``: the end when
+  ``add_event_listener`` started the consumer; for a standby, when it
+  takes over a name that has no saved offset yet).
 * Listeners run on the consumer thread, one event at a time, in offset
   order; an async listener runs on its loop and the consumer waits for it
   before the next event.
@@ -279,7 +281,8 @@ class DurableEventTarget:
                 return
             stop = self._stop = threading.Event()
             self.error = None
-            lease.acquire_or_fail()  # ConsumerBusy with on_busy="fail"
+            if lease.acquire_or_fail():  # ConsumerBusy with on_busy="fail"
+                self._init_position()  # "latest" is the moment the listener was added
             t = threading.Thread(
                 target=self._run,
                 args=(stop,),
@@ -301,7 +304,6 @@ class DurableEventTarget:
                 while not lease.held and not stop.is_set() and self.listening:
                     lease.wait(stop, timeout=lease.interval)  # standby
                 if lease.held and not stop.is_set() and self.listening:
-                    self._active.set()
                     try:
                         outcome = self._consume(stop, lease)
                     finally:
@@ -330,6 +332,15 @@ class DurableEventTarget:
             self._active.clear()
             lease.release()
 
+    def _init_position(self) -> None:
+        """A new consumer name with ``start="latest"`` starts at the
+        stream's current end (once: its saved row exists afterwards)."""
+        consumer = self.consumer
+        assert consumer is not None
+        if self.start == "latest" and consumer not in self.stream.consumers():
+            row = self.db.fetchone(self.db.statement(SQL_LAST_OFFSET))
+            self.stream.reset(consumer, int(row[0]) if row else 0)
+
     def _save(self, offset: int, lease: ConsumerLease) -> bool:
         """Save ``offset`` in a transaction that checks the lease (offsets
         are only ever saved by the lease holder); False if not held."""
@@ -347,11 +358,10 @@ class DurableEventTarget:
         stream = self.stream
         consumer = self.consumer
         assert consumer is not None
-        if self.start == "latest" and consumer not in stream.consumers():
-            row = self.db.fetchone(self.db.statement(SQL_LAST_OFFSET))
-            stream.reset(consumer, int(row[0]) if row else 0)
+        self._init_position()
         sub = stream.subscribe(consumer, save_every_n=0, save_every_s=0)
         self._sub = sub
+        self._active.set()  # consuming from a known position
         if stop.is_set():
             sub.close()
         handled = saved = sub.offset
