@@ -456,8 +456,7 @@ class Hub:
         lease on its handle is held. Crash-safe: the registry says
         ``destroying`` first, and recovery finishes the job."""
         self._require(org_id, "ready", "archived", "failed", "destroying")
-        self._handles.evict(org_id)
-        if self._handles.leases(org_id):
+        if not self._handles.evict(org_id):  # closes when its last lease ends
             raise TenantUnavailable(f"tenant {org_id} is in use")
         self._set_status(org_id, "destroying")
         self._finish_destroying(org_id)
@@ -503,8 +502,7 @@ class Hub:
         rev = current_revision(src, "tenant")
         if rev is None:
             raise StorageError(f"{src} is not a tenant file (no schema revision)")
-        self._handles.evict(org_id)
-        if self._handles.leases(org_id):
+        if not self._handles.evict(org_id):  # closes when its last lease ends
             raise TenantUnavailable(f"tenant {org_id} is in use")
         final = self.tenant_path(org_id)
         tmp = final + ".restoring"
