@@ -5,7 +5,6 @@ enters a handle (adversarial)."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,7 +102,7 @@ def test_every_way_in_refuses_every_escape(hub: Hub, two: tuple[str, str]) -> No
     with hub.tenant(a) as db:
         for sql in attach_sqls(hub, b):
             for i, way in enumerate(_ways(db, sql)):
-                with pytest.raises(ScopeViolation, match="not allowed|cannot be set"):
+                with pytest.raises(ScopeViolation, match=r"not allowed|cannot be set"):
                     way()
                 assert db.fetchall("PRAGMA database_list") == [(0, "main", db.path)], (sql, i)
         # still a working handle, and nothing else was created or reached
@@ -122,7 +121,8 @@ def test_allowed_statements_still_work(hub: Hub, org: str) -> None:
         assert db.fetchall("PRAGMA integrity_check") == [("ok",)]
         assert db.fetchall("EXPLAIN QUERY PLAN SELECT * FROM graphs")
         # a string literal that mentions ATTACH is fine
-        db.executescript("CREATE TABLE notes(t TEXT); INSERT INTO notes VALUES ('ATTACH x; VACUUM');")
+        db.executescript(
+            "CREATE TABLE notes(t TEXT); INSERT INTO notes VALUES ('ATTACH x; VACUUM');")
         assert db.fetchall("SELECT t FROM notes") == [("ATTACH x; VACUUM",)]
         with db.transaction() as tx:
             tx.execute("INSERT INTO notes VALUES ('--;/*')")

@@ -129,7 +129,8 @@ def check_recovered(root: Path) -> list[str]:
         assert {t["status"] for t in tenants} <= {"ready"}
         for org in orgs:
             with hub.tenant(org) as db:
-                assert db.fetchone("SELECT count(*) FROM graph_types WHERE scope = 'system'") == (2,)
+                n = db.fetchone("SELECT count(*) FROM graph_types WHERE scope = 'system'")
+                assert n == (2,)
         left = [n for n in os.listdir(root) if ".creating" in n or ".building" in n]
         assert left == []
         return orgs
@@ -184,7 +185,7 @@ def test_archive_is_read_only_and_unarchive_restores_writes(hub: Hub, org: str) 
 
 
 def test_destroy_removes_files_and_rows(hub: Hub, owner: str, org: str) -> None:
-    key_id, _ = hub.issue_key(owner, "k", org_id=org)
+    hub.issue_key(owner, "k", org_id=org)
     path = hub.tenant_path(org)
     lease = hub.tenant(org)
     with pytest.raises(TenantUnavailable, match="in use"):
@@ -201,7 +202,8 @@ def test_destroy_removes_files_and_rows(hub: Hub, owner: str, org: str) -> None:
         hub.tenant(org)
 
 
-def test_online_backup_while_writers_continue_and_restore(hub: Hub, org: str, tmp_path: Path) -> None:
+def test_online_backup_while_writers_continue_and_restore(hub: Hub, org: str,
+                                                          tmp_path: Path) -> None:
     with hub.tenant(org) as db:
         db.execute("CREATE TABLE w(i INTEGER)")
     stop = threading.Event()

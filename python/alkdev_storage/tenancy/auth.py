@@ -100,6 +100,7 @@ class Authenticator:
         self._pending: dict[str, tuple[str, str | None, str, bytes | None, int | None]] = {}
         self._last_flush = time.monotonic()
         self.verified = 0
+        self.token = object()
 
     # -- peppers -----------------------------------------------------------------
 
@@ -165,7 +166,7 @@ class Authenticator:
     def reroll(self, key_id: str, *, grace: timedelta) -> tuple[str, str]:
         """See :meth:`Hub.reroll_key`."""
         check_id(key_id, "key_id")
-        with self._hub._engine.connect() as conn:
+        with self._hub.engine.connect() as conn:
             row = conn.execute(sa.select(K).where(K.c.id == key_id)).first()
         if row is None or row.revoked_at is not None:
             raise NotFound(f"no live API key {key_id}")
@@ -222,7 +223,8 @@ class Authenticator:
         self._record(key_id, key_org, account_id, rehash, current if rehash else None)
         return Identity(account_id=account_id, key_id=key_id,
                         memberships=MappingProxyType(members),
-                        scopes=frozenset(json.loads(scopes_json)), key_org_id=key_org)
+                        scopes=frozenset(json.loads(scopes_json)), key_org_id=key_org,
+                        issuer=self.token)
 
     def membership_level(self, account_id: str, org_id: str) -> str | None:
         """``account_id``'s level in ``org_id`` from ``system.db`` (None:

@@ -41,7 +41,6 @@ from typing import Any, Literal, cast
 import sqlalchemy as sa
 
 import alkdev_storage
-from alkdev_storage import _native
 from alkdev_storage.database import Database
 from alkdev_storage.domain import BUILTIN_MODULES, Principal, catalog, init_tenant
 from alkdev_storage.domain.modules import module_to_db_schema
@@ -169,6 +168,12 @@ class Hub:
         ``catalog.notify(conn, ...)`` commits with it."""
         with self._wengine.begin() as conn:
             yield conn
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine on ``system.db`` (reads; writes go through
+        :meth:`system_transaction`)."""
+        return self._engine
 
     def _set_status(self, org_id: str, status: str, **extra: Any) -> None:
         with self.system_transaction() as conn:
@@ -383,7 +388,7 @@ class Hub:
                     raise TenantBehind(
                         f"tenant {org_id} is at schema revision {rev}, the head is "
                         f"{self.head}: run hub.migrate() or open with migrate_on_open=True")
-                self.migrate_tenant(org_id, db=db)
+                self.migrate_tenant(org_id)
         except BaseException:
             db.close()
             raise
@@ -413,11 +418,8 @@ class Hub:
     # -- archive, restore, destroy, backup -----------------------------------------
 
     def _checkpoint(self, org_id: str) -> None:
-        db = TenantDatabase(self.tenant_path(org_id), **self._tenant_options)
-        try:
-            _native.Database.execute(db, "PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            db.close()
+        with self.privileged(org_id) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def archive(self, org_id: str) -> None:
         """Make a ready tenant read-only: the registry and organization say
@@ -480,16 +482,9 @@ class Hub:
         out = os.path.abspath(os.fspath(dest))
         if os.path.exists(out):
             raise StorageError(f"backup destination {out} exists")
-        status = self._require(org_id, "ready", "archived")
-        if status == "archived":
-            db = TenantDatabase(self.tenant_path(org_id), **self._tenant_options)
-            try:
-                _native.Database.execute(db, "VACUUM INTO ?", (out,))
-            finally:
-                db.close()
-        else:
-            with self.tenant(org_id) as tdb:
-                _native.Database.execute(tdb, "VACUUM INTO ?", (out,))
+        self._require(org_id, "ready", "archived")
+        with self.privileged(org_id) as db:
+            db.execute("VACUUM INTO ?", (out,))
         return out
 
     def restore(self, org_id: str, source: str | os.PathLike[str]) -> None:
@@ -521,17 +516,17 @@ class Hub:
 
     # -- migrations -------------------------------------------------------------------
 
-    def migrate_tenant(self, org_id: str, *, db: Database | None = None,
-                       revision: str = "head") -> str:
+    def privileged(self, org_id: str) -> Database:
+        """An unguarded Database on ``org_id``'s tenant file, for the hub's
+        own maintenance (migrations, checkpoints, backups). It shares the
+        file's engine with the cached handle. Close it when done. Never
+        hand it to request code."""
+        return Database(self.tenant_path(org_id), **self._tenant_options)
+
+    def migrate_tenant(self, org_id: str, *, revision: str = "head") -> str:
         """Bring one tenant file to ``revision`` and record it in the
         registry; returns the revision now current."""
-        if db is None:
-            db = TenantDatabase(self.tenant_path(org_id), **self._tenant_options)
-            try:
-                rev = migrate(db, "tenant", revision)
-            finally:
-                db.close()
-        else:
+        with self.privileged(org_id) as db:
             rev = migrate(db, "tenant", revision)
         with self.system_transaction() as conn:
             conn.execute(sa.update(T).where(T.c.org_id == org_id)
@@ -581,7 +576,8 @@ class Hub:
         if isinstance(who, Identity):
             identity = who
             level = who.memberships.get(org_id)
-            if level is None or (who.key_org_id is not None and who.key_org_id != org_id):
+            if (who.issuer is not self.auth.token or level is None
+                    or (who.key_org_id is not None and who.key_org_id != org_id)):
                 raise denied
             principal = Principal.user(who.account_id, org_id, cast(Level, level),
                                        scopes=who.scopes or (), agent_id=agent_id)

@@ -37,13 +37,16 @@ class Identity:
     ``memberships``: org id -> level of the orgs the account belongs to
     (restricted to the key's org for an org-scoped key); ``scopes``: the
     key's scopes (None: not an API-key identity, no scope limit);
-    ``key_org_id``: the org an org-scoped key is limited to."""
+    ``key_org_id``: the org an org-scoped key is limited to. ``issuer``:
+    the hub that authenticated it (``hub.session`` refuses an Identity it
+    did not issue, so one built from request data is worthless)."""
 
     account_id: str
     key_id: str | None = None
     memberships: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     scopes: frozenset[str] | None = None
     key_org_id: str | None = None
+    issuer: object = field(default=None, repr=False, compare=False)
 
     def level(self, org_id: str) -> str | None:
         """The membership level in ``org_id`` (None: not a member)."""
