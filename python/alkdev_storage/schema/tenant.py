@@ -408,3 +408,22 @@ def protection_lifted(connection: object) -> Iterator[None]:
                     "system graph types were briefly unprotected" + (restored or
                     ": call alkdev_storage.schema.tenant.ensure_protection(db) now")
                 )
+
+
+# -- tenancy helper: cross-tenant relay receipts (docs/0027) ------------------
+
+
+class RelayReceipt(TenantBase):
+    """A cross-tenant change applied to this tenant (``relay_receipts``;
+    docs/0027): ``dedupe_key`` is written in the same transaction as the
+    change, so a relay that delivers twice applies once."""
+
+    __tablename__ = "relay_receipts"
+
+    dedupe_key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    source_org_id: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    kind: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    applied_at: Mapped[datetime] = _created_at()
+
+
+__all__ += ["RelayReceipt"]
