@@ -34,7 +34,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -72,6 +72,7 @@ from alkdev_storage.tenancy.auth import Authenticator
 from alkdev_storage.tenancy.guard import TenantDatabase
 from alkdev_storage.tenancy.handles import HandleCache, Lease
 from alkdev_storage.tenancy.keys import PepperProvider
+from alkdev_storage.tenancy.migrations import MigrationReport, Progress, behind, migrate_all
 from alkdev_storage.tenancy.paths import SYSTEM_FILE, check_id, tenant_path
 from alkdev_storage.tenancy.session import Identity, TenantSession, make_context
 
@@ -515,6 +516,34 @@ class Hub:
                          .values(schema_revision=rev, updated_at=utcnow()))
 
     # -- migrations -------------------------------------------------------------------
+
+    @property
+    def tenant_options(self) -> dict[str, Any]:
+        """The options tenant files are opened with (``max_readers``...)."""
+        return dict(self._tenant_options)
+
+    def migrate(self, *, revision: str = "head", dry_run: bool = True, apply: bool = True,
+                processes: int = 1, canary: int | Sequence[str] | None = None,
+                progress: bool | Callable[[Progress], None] = False) -> MigrationReport:
+        """Migrate every tenant (see
+        :mod:`alkdev_storage.tenancy.migrations` and docs/0027): dry run on
+        copies first (``MigrationError`` and nothing changed if any would
+        fail), durable per-tenant status, ``processes`` worker processes,
+        an optional ``canary`` subset first, ``progress`` (True: a bar on
+        stderr, or a callback). Resumes a killed run. Returns a
+        :class:`~alkdev_storage.tenancy.migrations.MigrationReport`."""
+        return migrate_all(self, revision=revision, dry_run=dry_run, apply=apply,
+                           processes=processes, canary=canary, progress=progress)
+
+    def behind(self, revision: str = "head") -> list[str]:
+        """Org ids of the tenants not at ``revision`` (by the registry)."""
+        return behind(self, revision)
+
+    def migration_status(self) -> dict[str, int]:
+        """Counts of ``tenant_migrations`` rows by status."""
+        rows = self.system.fetchall(
+            "SELECT status, count(*) FROM tenant_migrations GROUP BY status")
+        return {str(s): int(n) for s, n in rows}
 
     def privileged(self, org_id: str) -> Database:
         """An unguarded Database on ``org_id``'s tenant file, for the hub's
