@@ -74,6 +74,7 @@ from alkdev_storage.tenancy.handles import HandleCache, Lease
 from alkdev_storage.tenancy.keys import PepperProvider
 from alkdev_storage.tenancy.migrations import MigrationReport, Progress, behind, migrate_all
 from alkdev_storage.tenancy.paths import SYSTEM_FILE, check_id, tenant_path
+from alkdev_storage.tenancy.relay import Relay
 from alkdev_storage.tenancy.session import Identity, TenantSession, make_context
 
 __all__ = ["Hub"]
@@ -156,6 +157,7 @@ class Hub:
         self._handles = HandleCache(self._open_tenant, max_open=max_open,
                                     fd_budget=fd_budget, idle_ttl=idle_ttl)
         self.auth = Authenticator(self, peppers, flush_every_s=last_used_flush_s)
+        self.relay = Relay(self)
         self._closed = False
         if recover:
             self.recover()
@@ -641,6 +643,22 @@ class Hub:
             lease.release()
             raise
         return TenantSession(lease, org_id, principal, ctx, identity)
+
+    # -- cross-tenant delegation (OQ-28) ---------------------------------------------
+
+    def delegate_across(self, from_account: str, source_org: str, to_account: str,
+                        target_org: str, scopes: Sequence[str], *,
+                        expires_at: datetime | None = None) -> str:
+        """A delegation from an account of ``source_org`` to one of
+        ``target_org``: written in the source tenant with its outbox job,
+        relayed to the target idempotently (see
+        :mod:`alkdev_storage.tenancy.relay`). Returns its key."""
+        return self.relay.delegate(from_account, source_org, to_account, target_org, scopes,
+                                   expires_at=expires_at)
+
+    def revoke_across(self, source_org: str, key: str) -> None:
+        """Revoke a cross-tenant delegation (relayed like the grant)."""
+        self.relay.revoke(source_org, key)
 
     # -- lifecycle ----------------------------------------------------------------------
 
