@@ -95,7 +95,7 @@ def test_reconcile_repairs_missing_changed_and_stale_mirrors(world) -> None:  # 
 
 
 def test_refusals(world) -> None:  # type: ignore[no-untyped-def]
-    hub, ada, bob, a, b = world
+    hub, ada, _bob, a, b = world
     with pytest.raises(ScopeViolation):
         hub.delegate_across(ada, a, ada, b, ["x"])  # ada is not in b
     with pytest.raises(ValidationFailed, match="target_org"):
