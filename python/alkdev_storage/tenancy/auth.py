@@ -25,7 +25,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -96,8 +96,12 @@ class Authenticator:
             "WHERE m.account_id = ? AND o.status = 'active'")
         self._q_level = db.prepare(
             "SELECT level FROM organization_memberships WHERE account_id = ? AND org_id = ?")
+        self._q_member_of = db.prepare(
+            "SELECT m.org_id, m.level FROM organization_memberships AS m "
+            "JOIN organizations AS o ON o.id = m.org_id "
+            "WHERE m.account_id = ? AND m.org_id = ? AND o.status = 'active'")
         self._lock = threading.Lock()
-        self._pending: dict[str, tuple[str, str | None, str, bytes | None, int | None]] = {}
+        self._pending: dict[str, tuple[str, str | None, float, bytes | None, int | None]] = {}
         self._last_flush = time.monotonic()
         self.verified = 0
         self.token = object()
@@ -212,10 +216,11 @@ class Authenticator:
         exp = _ts(expires)
         if revoked is not None or account_status != "active" or (exp is not None and exp <= now):
             raise AuthenticationFailed(INVALID_KEY)
-        members: dict[str, str] = {}
-        for org_id, level in self._db.fetchall(self._q_members, (account_id,)):
-            if key_org is None or org_id == key_org:
-                members[org_id] = level
+        if key_org is None:
+            rows = self._db.fetchall(self._q_members, (account_id,))
+        else:  # an org-scoped key: only that membership
+            rows = self._db.fetchall(self._q_member_of, (account_id, key_org))
+        members: dict[str, str] = dict(rows)
         current = peppers.current_version()
         rehash = None
         if version != current:
@@ -264,7 +269,7 @@ class Authenticator:
         due = False
         with self._lock:
             self.verified += 1
-            self._pending[key_id] = (account_id, org_id, utcnow().isoformat(), rehash, version)
+            self._pending[key_id] = (account_id, org_id, time.time(), rehash, version)
             if time.monotonic() - self._last_flush >= self.flush_every_s:
                 due = True
                 self._last_flush = time.monotonic()
@@ -287,7 +292,7 @@ class Authenticator:
         try:
             with self._hub.system_transaction() as conn:
                 for key_id, (account_id, org_id, used, rehash, version) in batch.items():
-                    values: dict[str, Any] = {"last_used_at": datetime.fromisoformat(used)}
+                    values: dict[str, Any] = {"last_used_at": datetime.fromtimestamp(used, UTC)}
                     if rehash is not None:
                         values.update(key_hash=rehash, pepper_version=version)
                     n = conn.execute(sa.update(K).where(K.c.id == key_id)

@@ -43,7 +43,7 @@ def fd_estimate(db: TenantDatabase) -> int:
 
 
 class _Entry:
-    __slots__ = ("db", "error", "evicted", "key", "last_used", "leases", "ready")
+    __slots__ = ("db", "error", "evicted", "fds", "key", "last_used", "leases", "ready")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -53,6 +53,7 @@ class _Entry:
         self.evicted = False
         self.ready = threading.Event()
         self.error: BaseException | None = None
+        self.fds = 0
 
 
 class Lease:
@@ -118,6 +119,7 @@ class HandleCache:
         self._closed = False
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
+        self._fds = 0
         self.opens = 0
         self.closes = 0
 
@@ -166,6 +168,8 @@ class HandleCache:
                 e.evicted = True
                 self._entries.pop(e.key, None)
             else:
+                e.fds = fd_estimate(db)
+                self._fds += e.fds
                 victims = self._shrink_locked()
         e.ready.set()
         self._close_all(victims)
@@ -179,6 +183,10 @@ class HandleCache:
             e.last_used = time.monotonic()
             if e.leases == 0 and e.evicted and e.db is not None:
                 close, e.db = e.db, None
+            elif e.db is not None and not e.evicted:
+                fds = fd_estimate(e.db)  # readers open lazily
+                self._fds += fds - e.fds
+                e.fds = fds
         if close is not None:
             self._close_all([close])
 
@@ -188,21 +196,26 @@ class HandleCache:
         """Evict least recently used idle handles until within bounds."""
         victims: list[TenantDatabase] = []
         n = len(self._entries)
-        fds = sum(fd_estimate(x.db) for x in self._entries.values() if x.db is not None)
-        if n <= self.max_open and fds <= self.fd_budget:
+        if n <= self.max_open and self._fds <= self.fd_budget:
             return victims
         for key in list(self._entries):
-            if n <= self.max_open and fds <= self.fd_budget:
+            if n <= self.max_open and self._fds <= self.fd_budget:
                 break
             x = self._entries[key]
             if x.leases or x.db is None:
                 continue
-            del self._entries[key]
+            victims.append(self._drop_locked(key, x))
             n -= 1
-            fds -= fd_estimate(x.db)
-            victims.append(x.db)
-            x.db = None
         return victims
+
+    def _drop_locked(self, key: str, x: _Entry) -> TenantDatabase:
+        """Remove an idle entry (its handle is returned, to be closed)."""
+        del self._entries[key]
+        self._fds -= x.fds
+        x.fds = 0
+        db, x.db = x.db, None
+        assert db is not None
+        return db
 
     def _close_all(self, dbs: list[TenantDatabase]) -> None:
         for db in dbs:
@@ -221,6 +234,8 @@ class HandleCache:
             if e is None:
                 return True
             e.evicted = True
+            self._fds -= e.fds
+            e.fds = 0
             if e.leases == 0 and e.db is not None:
                 close, e.db = e.db, None
         if close is not None:
@@ -242,9 +257,7 @@ class HandleCache:
             for key in list(self._entries):
                 x = self._entries[key]
                 if x.leases == 0 and x.db is not None and now - x.last_used >= self.idle_ttl:
-                    del self._entries[key]
-                    victims.append(x.db)
-                    x.db = None
+                    victims.append(self._drop_locked(key, x))
         self._close_all(victims)
         return len(victims)
 
@@ -276,7 +289,7 @@ class HandleCache:
             return {
                 "open": len(dbs),
                 "leased": sum(1 for x in dbs if x.leases),
-                "fds": sum(fd_estimate(x.db) for x in dbs if x.db is not None),
+                "fds": self._fds,
                 "opens": self.opens,
                 "closes": self.closes,
             }
@@ -293,6 +306,7 @@ class HandleCache:
                     victims.append(x.db)
                     x.db = None
             self._entries.clear()
+            self._fds = 0
         self._stop.set()
         self._close_all(victims)
         t = self._reaper

@@ -98,20 +98,20 @@ class ParsedKey:
     secret: str
 
 
+_FILLER = KEY_PREFIX + "0" * (_KEY_LEN - len(KEY_PREFIX))
+
+
 def parse_key(key: object) -> ParsedKey | None:
     """The id and secret of ``key`` if it is well formed (prefix, lengths,
     alphabet, checksum), else None. Never raises, never looks anything up;
-    the work done does not depend on where the text is wrong."""
-    if not isinstance(key, str) or len(key) != _KEY_LEN:
-        return None
-    m = KEY_RE.fullmatch(key)
-    ok = m is not None
-    body = key[:-_CHECK_LEN]
-    try:
-        expected = _checksum(body)
-    except UnicodeEncodeError:
-        return None
-    ok = hmac.compare_digest(expected, key[-_CHECK_LEN:]) and ok
+    a malformed text costs the same work as a well-formed one (the match
+    and the checksum run on a filler of the right length)."""
+    good_type = isinstance(key, str) and len(key) == _KEY_LEN and key.isascii()
+    text = key if good_type else _FILLER
+    assert isinstance(text, str)
+    m = KEY_RE.fullmatch(text)
+    expected = _checksum(text[:-_CHECK_LEN])
+    ok = hmac.compare_digest(expected, text[-_CHECK_LEN:]) & (m is not None) & good_type
     if not ok or m is None:
         return None
     return ParsedKey(m.group("id"), m.group("secret"))

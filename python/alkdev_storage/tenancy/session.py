@@ -66,12 +66,19 @@ class SessionContext:
     delegated_scopes: frozenset[str] | None = None
 
 
+_CONTEXT_CLASS: Any = None
+
+
 def _call_context_class() -> Any:
-    try:
-        module = importlib.import_module("alkdev_storage.operations")
-    except ImportError:
-        return SessionContext
-    return getattr(module, "CallContext", SessionContext)
+    global _CONTEXT_CLASS
+    if _CONTEXT_CLASS is None:
+        try:
+            module = importlib.import_module("alkdev_storage.operations")
+        except ImportError:
+            _CONTEXT_CLASS = SessionContext
+        else:
+            _CONTEXT_CLASS = getattr(module, "CallContext", SessionContext)
+    return _CONTEXT_CLASS
 
 
 def make_context(**fields: Any) -> Any:
