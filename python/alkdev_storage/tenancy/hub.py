@@ -69,6 +69,7 @@ from alkdev_storage.schema import (
     validate_slug,
 )
 from alkdev_storage.sqlalchemy import create_engine
+from alkdev_storage.tenancy import ops
 from alkdev_storage.tenancy.auth import Authenticator
 from alkdev_storage.tenancy.guard import TenantDatabase
 from alkdev_storage.tenancy.handles import HandleCache, Lease
@@ -163,6 +164,7 @@ class Hub:
                                     fd_budget=fd_budget, idle_ttl=idle_ttl)
         self.auth = Authenticator(self, peppers, flush_every_s=last_used_flush_s)
         self.relay = Relay(self)
+        self._maintenance: list[ops.Maintenance] = []
         self._closed = False
         if recover:
             self.recover()
@@ -677,6 +679,30 @@ class Hub:
         """Revoke a cross-tenant delegation (relayed like the grant)."""
         self.relay.revoke(source_org, key)
 
+    # -- operations -----------------------------------------------------------------
+
+    def stats(self, org_id: str) -> dict[str, Any]:
+        """Per-tenant stats: file and WAL bytes, queue depths, dead letters,
+        stream consumer lag (:func:`alkdev_storage.tenancy.ops.tenant_stats`)."""
+        return ops.tenant_stats(self, check_id(org_id))
+
+    def maintain(self, org_id: str, **options: Any) -> dict[str, Any]:
+        """Checkpoint (and VACUUM when worth it) one tenant
+        (:func:`alkdev_storage.tenancy.ops.maintain`)."""
+        return ops.maintain(self, check_id(org_id), **options)
+
+    def start_maintenance(self, every_s: float = 60.0, per_tick: int = 50) -> ops.Maintenance:
+        """Start background checkpoint/vacuum scheduling over the registry
+        (stopped by :meth:`close`)."""
+        m = ops.Maintenance(self, every_s, per_tick).start()
+        self._maintenance.append(m)
+        return m
+
+    def work_once(self, **options: Any) -> dict[str, int]:
+        """One pass of the system and tenant queue workers
+        (:func:`alkdev_storage.tenancy.ops.work_once`)."""
+        return ops.work_once(self, **options)
+
     # -- lifecycle ----------------------------------------------------------------------
 
     def flush(self) -> int:
@@ -690,6 +716,8 @@ class Hub:
         if self._closed:
             return
         self._closed = True
+        for m in self._maintenance:
+            m.stop()
         try:
             self.auth.flush()
         finally:
