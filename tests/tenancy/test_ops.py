@@ -61,7 +61,7 @@ def test_background_maintenance_walks_the_registry(hub: Hub, owner: str) -> None
 
 def test_key_management_and_account_maintenance_workers(hub: Hub, owner: str, org: str) -> None:
     other = hub.create_account("other@example.com")
-    old_id, _ = hub.issue_key(owner, "old", expires_at=utcnow() - timedelta(days=40))
+    hub.issue_key(owner, "old", expires_at=utcnow() - timedelta(days=40))
     live_id, live = hub.issue_key(owner, "live")
     catalog.enqueue(hub.system, catalog.KEY_MANAGEMENT, {"task": "cleanup_expired"})
     catalog.enqueue(hub.system, catalog.KEY_MANAGEMENT, {"task": "rotate", "key_id": live_id})
