@@ -102,11 +102,13 @@ def counts(db: alkdev_storage.Database) -> tuple[int, ...]:
 
 def test_init_tenant_is_idempotent(db: alkdev_storage.Database) -> None:
     first = init_tenant(db, ORG)
-    assert first == {"call-graph": "created", "acl-graph": "created"}
+    assert first == {"call-graph": "created", "acl-graph": "created", "secret-graph": "created"}
     before = rows(db, "graph_types")
     assert {(r["name"], r["scope"], r["owner_id"]) for r in before} == {
-        ("call-graph", "system", None), ("acl-graph", "system", None)}
-    assert init_tenant(db, ORG) == {"call-graph": "unchanged", "acl-graph": "unchanged"}
+        ("call-graph", "system", None), ("acl-graph", "system", None),
+        ("secret-graph", "system", None)}
+    assert init_tenant(db, ORG) == {"call-graph": "unchanged", "acl-graph": "unchanged",
+                                    "secret-graph": "unchanged"}
     assert rows(db, "graph_types") == before
     triggers = {r["name"] for r in db.query("SELECT name FROM sqlite_master WHERE type='trigger'")}
     assert {"graph_types_protect_insert", "graph_types_protect_update",

@@ -425,7 +425,7 @@ def test_registry_conflicts_and_lookup() -> None:
 
 
 def test_builtins_are_registered() -> None:
-    assert builtin.BUILTIN_MODULES == (CALL_GRAPH, ACL_GRAPH)
+    assert builtin.BUILTIN_MODULES == (CALL_GRAPH, ACL_GRAPH, builtin.SECRET_GRAPH)
     for m in BUILTIN_MODULES:
         assert get_module(m.name, m.version) is m
 

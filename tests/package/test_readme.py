@@ -119,3 +119,21 @@ def test_async_writes(in_tmp: Path) -> None:
     assert oracle("SELECT channel, payload FROM _honker_notifications") == [
         ("uploads", '{"file":"cat.png"}')
     ]
+
+
+def test_schema_graph_types_and_secrets(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_block(block_with("SecretSealer(keys)"))
+    assert capsys.readouterr().out.splitlines() == [
+        "refused: attributes.estimate_h",
+        "system-scope types are protected",
+        "hunter2",
+        "rotated: True",
+    ]
+    con = sqlite3.connect("tenant-acme.db")
+    try:
+        rows = con.execute("SELECT key, attributes, key_version FROM nodes ORDER BY key").fetchall()
+    finally:
+        con.close()
+    assert [r[0] for r in rows] == ["a", "b", "db-password"]  # "c" was never written
+    secret = rows[-1]
+    assert "hunter2" not in secret[1] and secret[2] == 2  # encrypted, on the new key

@@ -44,26 +44,28 @@ def _ticks_during(db: Any, make: Callable[[], Awaitable[Any]]) -> tuple[int, Any
     holder = _hold_writer(db, held, release)
     threading.Timer(HOLD_S, release.set).start()
 
-    async def main() -> tuple[int, Any]:
-        ticks = 0
-        done = False
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while not done:
-                await asyncio.sleep(0.005)
-                ticks += 1
-
-        t = asyncio.create_task(ticker())
-        await asyncio.sleep(0)
-        result = await make()
-        done = True
-        await t
-        return ticks, result
-
-    out = asyncio.run(main())
+    out = asyncio.run(_count_ticks(make))
     holder.join(5)
     return out
+
+
+async def _count_ticks(make: Callable[[], Awaitable[Any]]) -> tuple[int, Any]:
+    """Await ``make()`` while a 5 ms ticker task runs; (ticks, result)."""
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    t = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    result = await make()
+    done = True
+    await t
+    return ticks, result
 
 
 async def _blocking(fn: Callable[[], Any]) -> Any:
@@ -242,23 +244,7 @@ def test_waits_for_another_processs_write_lock_off_the_loop(db, db_path) -> None
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "held"
 
-        async def main() -> tuple[int, int]:
-            ticks = 0
-            done = False
-
-            async def ticker() -> None:
-                nonlocal ticks
-                while not done:
-                    await asyncio.sleep(0.005)
-                    ticks += 1
-
-            t = asyncio.create_task(ticker())
-            jid = await q.aenqueue({"p": 1})
-            done = True
-            await t
-            return ticks, jid
-
-        ticks, jid = asyncio.run(main())
+        ticks, jid = asyncio.run(_count_ticks(lambda: q.aenqueue({"p": 1})))
     finally:
         child.wait(10)
     assert child.returncode == 0

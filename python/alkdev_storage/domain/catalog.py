@@ -277,10 +277,13 @@ class AclEvaluationJob(EventPayload):
 
 class SecretRotationJob(EventPayload):
     """A ``secret-rotation`` job: re-encrypt secrets to ``key_version`` in
-    batches of ``batch_size``."""
+    batches of ``batch_size`` (``domain.rotation``). ``org_id`` is the
+    tenant's organization, part of every secret's binding (a worker that
+    knows its org checks it against this one)."""
 
     key_version: Annotated[int, Field(ge=1)]
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 100
+    org_id: Id | None = None
 
 
 class GraphMaintenanceJob(EventPayload):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretBytes, SecretStr
 
 from alkdev_storage.domain.graph_support import (
     Change,
@@ -86,13 +86,15 @@ class GraphData:
         if not fields or self._sealer is None or not isinstance(attrs, Mapping):
             return attrs
         out = dict(attrs)
+        checks_envelopes = bool(getattr(self._sealer, "checks_envelopes", False))
         for f in fields:
             value = out.get(f)
-            if value is None or is_encrypted_type(type(value)):
+            if value is None or (stored is not None and value == stored.get(f)):
                 continue
-            if stored is not None and value == stored.get(f):
+            envelope = is_encrypted_type(type(value))
+            if envelope and not checks_envelopes:
                 continue
-            if isinstance(value, str | bytes):
+            if envelope or isinstance(value, str | bytes | SecretStr | SecretBytes):
                 out[f] = self._sealer(value, org_id=self.org_id, table=table,
                                       column=f"attributes.{f}", row_id=row_id)
         return out

@@ -45,14 +45,19 @@ class Sealer(Protocol):
     hook the secret graph plugs into :class:`GraphStore` (``sealer=``).
 
     Called for each secret field (``EncryptedData`` in the attribute model)
-    whose value is not None and not already an ``EncryptedData``, before
-    validation, with ``table`` ``"nodes"`` or ``"edges"``, ``column``
-    ``"attributes.<field>"`` and ``row_id`` the id the row will have;
-    returns the ``EncryptedData`` envelope to store. With a sealer, a plain
-    ``str`` or ``bytes`` in a secret field is plaintext (pass an
-    ``EncryptedData`` object to keep a ciphertext as it is)."""
+    whose value is not None, not equal to the stored value (an envelope
+    read back and written again) and not already an ``EncryptedData``,
+    before validation, with ``table`` ``"nodes"`` or ``"edges"``,
+    ``column`` ``"attributes.<field>"`` and ``row_id`` the id the row will
+    have; returns the ``EncryptedData`` envelope to store. With a sealer, a
+    ``str``, ``bytes``, ``SecretStr`` or ``SecretBytes`` in a secret field
+    is handed to it (pass an ``EncryptedData`` object to keep a ciphertext
+    as it is). A sealer with a truthy ``checks_envelopes`` attribute (the
+    secret graph's ``SecretSealer``) is handed ``EncryptedData`` values too,
+    to check that they belong to the row (a ciphertext copied from another
+    row is refused)."""
 
-    def __call__(self, plaintext: str | bytes, *, org_id: str, table: str, column: str,
+    def __call__(self, plaintext: Any, *, org_id: str, table: str, column: str,
                  row_id: str) -> object: ...
 
 

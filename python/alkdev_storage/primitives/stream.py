@@ -32,6 +32,14 @@ Decisions
   offset ever assigned in the file (offsets are one sequence shared by
   every topic): a negative or past-the-end offset is a ``ValueError``,
   since it would silently skip events published later.
+* Subscriptions that are caught up share one read per commit: they join
+  the Database's :class:`~alkdev_storage.primitives.stream_fanout.StreamFanout`
+  (``WHERE offset > last`` for every topic at once, demultiplexed by topic
+  into bounded per-subscription buffers, ``max_buffered`` events each). A
+  subscription that is behind (replaying, or after its buffer overflowed)
+  reads on its own until it catches up. On overflow nothing is dropped:
+  the subscription leaves the shared feed and reads on its own again from
+  the offset after its buffer (docs/0028).
 * ``reset(consumer, offset=0)`` sets a consumer's offset, backwards too
   (replay); ``delete_consumer(consumer)`` forgets it (the next
   ``subscribe(consumer)`` starts from the beginning).
@@ -55,15 +63,19 @@ the event is handled again; after the commit it is never handled again.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from alkdev_storage.errors import InterfaceError
 from alkdev_storage.primitives import _sql
 from alkdev_storage.primitives.aio import off_loop, write
 from alkdev_storage.primitives.contract import executor
 from alkdev_storage.primitives.payload import decode, encode
+from alkdev_storage.primitives.stream_fanout import stream_fanout_of
 from alkdev_storage.primitives.validate import as_int, as_seconds, check_name, opt_seconds
-from alkdev_storage.primitives.wake import IDLE, NOTHING, WakeIterator
+from alkdev_storage.primitives.wake import END, IDLE, NOTHING, WakeIterator
 
 if TYPE_CHECKING:
     from alkdev_storage.primitives.contract import DatabaseContract, TransactionContract
@@ -72,6 +84,7 @@ __all__ = ["Event", "Stream", "StreamSubscription"]
 
 _UNSET: Any = object()
 _READ_BATCH = 1000
+DEFAULT_MAX_BUFFERED = 10_000
 
 SQL_READ = (
     "SELECT offset, topic, key, payload, created_at FROM _honker_stream "
@@ -254,9 +267,16 @@ class Stream:
         save_every_s: float = 1.0,
         *,
         timeout: float | None = None,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
     ) -> StreamSubscription:
         """Events after ``from_offset`` (default: the consumer's saved
         offset, else 0), then live events as they are committed.
+
+        Once caught up, the subscription is fed by the Database's one
+        shared read per commit (every topic at once; docs/0028), with at
+        most ``max_buffered`` events waiting for it; if that fills up it
+        goes back to reading on its own from its offset (nothing is lost)
+        and rejoins once caught up.
 
         At-least-once: with a ``consumer`` the offset is saved
         automatically (every ``save_every_n`` events / ``save_every_s``
@@ -277,11 +297,21 @@ class Stream:
             save_every_n=as_int(save_every_n, "save_every_n"),
             save_every_s=as_seconds(save_every_s, "save_every_s"),
             timeout=opt_seconds(timeout, "timeout"),
+            max_buffered=max_buffered,
         )
 
 
 class StreamSubscription(WakeIterator):
-    """Iterator returned by :meth:`Stream.subscribe`."""
+    """Iterator returned by :meth:`Stream.subscribe`.
+
+    It reads on its own while behind (replay), then joins the Database's
+    :class:`~alkdev_storage.primitives.stream_fanout.StreamFanout`: one
+    shared read per commit feeds every caught-up subscription, through a
+    buffer of at most ``max_buffered`` events. On overflow it leaves the
+    shared feed (``overflows`` counts it), keeps its buffer and reads on its
+    own again from the offset after it until it catches up: no event is
+    ever dropped. ``shared=False`` keeps the pre-fan-out behaviour (its
+    own read on every wake), for comparison benchmarks."""
 
     def __init__(
         self,
@@ -292,10 +322,20 @@ class StreamSubscription(WakeIterator):
         save_every_s: float = 1.0,
         *,
         timeout: float | None = None,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        shared: bool = True,
     ) -> None:
+        if type(max_buffered) is not int:
+            raise TypeError(f"max_buffered must be an int, got {type(max_buffered).__name__}")
+        if max_buffered < 1:
+            raise ValueError(f"max_buffered must be >= 1, got {max_buffered}")
         super().__init__(stream.db, timeout)
         self.stream = stream
         self.consumer = consumer
+        self.max_buffered = max_buffered
+        """Most events waiting in the shared-feed buffer."""
+        self.overflows = 0
+        """Times a full buffer sent this subscription back to its own reads."""
         # Rows read and not all handed out: _rows[:_i] are handed out.
         # _base is the offset before _rows[0], _base_prev the one before it.
         self._rows: list[tuple[Any, ...]] = []
@@ -308,12 +348,32 @@ class StreamSubscription(WakeIterator):
         self._autosave = consumer is not None and (self._save_n > 0 or self._save_s > 0)
         self._since_save = 0
         self._last_save_at = time.monotonic()
+        # Shared-feed state, guarded by the fan-out's lock (stream_fanout).
+        self._topic = stream.name
+        self._sharing = bool(shared)
+        self._fan = stream_fanout_of(stream.db)
+        self._buffer: deque[tuple[Any, ...]] = deque()
+        self._member = False
+        self._fed = from_offset
+        self._leader = False
+        self._ready = threading.Event()
 
     @property
     def offset(self) -> int:
         """Offset of the last event handed out (the resume point)."""
         i = self._i
         return self._rows[i - 1][0] if i else self._base
+
+    @property
+    def shared(self) -> bool:
+        """True while fed by the shared read (caught up), False while it
+        reads on its own (replaying, or after an overflow)."""
+        return self._member
+
+    @property
+    def buffered(self) -> int:
+        """Events read for it and not handed out yet."""
+        return len(self._rows) - self._i + len(self._buffer)
 
     def _prev_offset(self) -> int:
         """Offset before the last event handed out."""
@@ -353,14 +413,36 @@ class StreamSubscription(WakeIterator):
 
     # -- iteration -----------------------------------------------------
 
+    def _more(self) -> list[tuple[Any, ...]]:
+        """The next rows for this subscription, or [] (nothing yet)."""
+        fan = self._fan
+        offset = self.offset
+        if not self._sharing:
+            return fan.read_topic(self._topic, offset, _READ_BATCH)
+        if self._buffer:
+            return fan.take(self)  # fed by the shared read (or left by an overflow)
+        if self._member:
+            return []
+        # On its own: read, and join the shared feed once caught up.
+        seq0 = fan.seq()
+        rows = fan.read_topic(self._topic, offset, _READ_BATCH)
+        if len(rows) < _READ_BATCH:
+            extra = fan.join(self, rows[-1][0] if rows else offset, seq0)
+            if extra:
+                rows = rows + extra
+        return rows
+
     def _poll(self) -> Any:
         if self._autosave:
             self._maybe_save()
+        return self._step()
+
+    def _step(self) -> Any:
         i = self._i
         rows = self._rows
         if i >= len(rows):
             offset = self.offset
-            fresh = self.stream._read_rows(offset)
+            fresh = self._more()
             if not fresh:
                 return NOTHING
             self._base_prev = self._prev_offset()
@@ -385,32 +467,142 @@ class StreamSubscription(WakeIterator):
         return event
 
     def _next_blocking(self, timeout: float | None) -> Any:
-        item = super()._next_blocking(timeout)
+        if self._sharing:
+            item = self._next_blocking_shared(timeout)
+        else:
+            item = super()._next_blocking(timeout)
         if item is IDLE and self._autosave:
             self._save(self.offset)  # the caller asked for more: all handled
         return item
 
+    def _next_blocking_shared(self, timeout: float | None) -> Any:
+        if self._closed:
+            return END
+        db = self._db
+        fan = self._fan
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seq0 = -1
+        # Joined during this call: its own reads already saw every commit
+        # made before the call, no refresh needed.
+        refreshed = not self._member
+        try:
+            while True:
+                item = self._poll()
+                if item is not NOTHING:
+                    return item
+                if self._closed:
+                    return END
+                if seq0 < 0:
+                    seq0 = fan.seq()  # a shared read after this sees every earlier commit
+                if db.closed:
+                    fan.end()
+                    return self._end()
+                wait_s = self._wait_hint()
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        if not refreshed:
+                            # Committed before the call: seen even if the
+                            # watcher's tick has not arrived yet.
+                            refreshed = True
+                            fan.refresh(seq0)
+                            continue
+                        return IDLE
+                    wait_s = remaining if wait_s is None else min(wait_s, remaining)
+                fan.wait(self, wait_s)
+        except InterfaceError:
+            if self._closed or db.closed:
+                fan.end()
+                return self._end()
+            raise
+        finally:
+            fan.leave()
+
     async def _next_async(self, timeout: float | None) -> Any:
         # Offset saves are writes: made off the event loop (primitives.aio).
-        if self._autosave and self._save_due() and not self._closed:
-            await off_loop(self._save, self.offset)
-        item = await super()._next_async(timeout)
+        if not self._sharing:
+            if self._autosave and self._save_due() and not self._closed:
+                await off_loop(self._save, self.offset)
+            item = await super()._next_async(timeout)
+        else:
+            item = await self._next_async_shared(timeout)
         if item is IDLE and self._autosave:
             await off_loop(self._save, self.offset)
         return item
+
+    async def _next_async_shared(self, timeout: float | None) -> Any:
+        if self._closed:
+            return END
+        db = self._db
+        fan = self._fan
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seq0 = -1
+        # Joined during this call: its own reads already saw every commit
+        # made before the call, no refresh needed.
+        refreshed = not self._member
+        try:
+            while True:
+                if self._autosave and self._save_due() and not self._closed:
+                    await off_loop(self._save, self.offset)
+                item = self._step()
+                if item is not NOTHING:
+                    return item
+                if self._closed:
+                    return END
+                if seq0 < 0:
+                    seq0 = fan.seq()
+                hub = db.wake_hub()
+                if db.closed or hub.ended:
+                    hub.raise_if_failed()
+                    fan.end()
+                    return self._end()
+                wait_s = self._wait_hint()
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        if not refreshed:
+                            refreshed = True
+                            fan.refresh(seq0)
+                            continue
+                        return IDLE
+                    wait_s = remaining if wait_s is None else min(wait_s, remaining)
+                await fan.wait_async(self, wait_s)
+        except InterfaceError:
+            if self._closed or db.closed:
+                fan.end()
+                return self._end()
+            raise
 
     def _wait_hint(self) -> float | None:
         if self._autosave and self._save_s and self.offset > self._saved:
             return max(0.0, self._last_save_at + self._save_s - time.monotonic())
         return None
 
+    def _end(self) -> Any:
+        self._fan.unregister(self)
+        return super()._end()
+
+    def __del__(self) -> None:
+        # Dropped without close(): leave the shared feed (a replay that ran
+        # to its end with timeout=0 joined it) so the file is not watched
+        # for nobody.
+        try:
+            if self._member:
+                self._fan.forget(self)
+        except Exception:
+            pass  # interpreter shutdown
+
     def _on_close(self, exc: BaseException | None) -> None:
-        if not self._autosave or self._db.closed:
-            return
-        self._save(self.offset if exc is None else self._prev_offset())
+        try:
+            if not self._autosave or self._db.closed:
+                return
+            self._save(self.offset if exc is None else self._prev_offset())
+        finally:
+            self._fan.unregister(self)
 
     def __repr__(self) -> str:
         return (
             f"<StreamSubscription stream={self.stream.name!r} consumer={self.consumer!r} "
-            f"offset={self.offset}>"
+            f"offset={self.offset} shared={self._member} buffered={self.buffered} "
+            f"overflows={self.overflows}>"
         )

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from alkdev_storage.domain.builtin.acl_graph import ACL_GRAPH
 from alkdev_storage.domain.builtin.call_graph import CALL_GRAPH
+from alkdev_storage.domain.builtin.secret_graph import SECRET_GRAPH
 from alkdev_storage.domain.modules import GraphTypeModule, register_module
 
-__all__ = ["ACL_GRAPH", "BUILTIN_MODULES", "CALL_GRAPH"]
+__all__ = ["ACL_GRAPH", "BUILTIN_MODULES", "CALL_GRAPH", "SECRET_GRAPH"]
 
 BUILTIN_MODULES: tuple[GraphTypeModule, ...] = (
     CALL_GRAPH,
     ACL_GRAPH,
+    SECRET_GRAPH,
 )
 """Every built-in module, in registration order."""
 
