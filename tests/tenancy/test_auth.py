@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tenancy_helpers import notifications, peppers
 
-from alkdev_storage.domain import Principal
+from alkdev_storage.domain import BUILTIN_MODULES, Principal
 from alkdev_storage.errors import AuthenticationFailed, ScopeViolation, StorageError
 from alkdev_storage.schema import new_id, utcnow
 from alkdev_storage.tenancy import (
@@ -184,7 +184,7 @@ def test_session_checks_membership(hub: Hub, owner: str, org: str) -> None:
     with hub.session(ident, org, request_id="r1") as s:
         assert s.principal == Principal.user(stranger, org, "viewer")
         assert s.context.request_id == "r1" and s.context.key_scopes == frozenset()
-        assert s.db.fetchone("SELECT count(*) FROM graph_types")[0] == 2
+        assert s.db.fetchone("SELECT count(*) FROM graph_types")[0] == len(BUILTIN_MODULES)
     assert s.closed
     with pytest.raises(ScopeViolation):
         hub.session(Principal.user(new_id(), org, "owner"), org)

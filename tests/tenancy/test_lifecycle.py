@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from tenancy_helpers import notifications
 
+from alkdev_storage.domain import BUILTIN_MODULES
 from alkdev_storage.errors import NotFound, ScopeViolation, TenantUnavailable, ValidationFailed
 from alkdev_storage.schema import head_revision
 from alkdev_storage.tenancy import Hub
@@ -37,7 +38,7 @@ def test_create_organization_writes_rows_events_and_a_ready_tenant(hub: Hub, own
     assert [e["account_id"] for e in notifications(hub.system, "account:created")] == [owner]
     with hub.tenant(org) as db:
         types = db.fetchall("SELECT name, scope FROM graph_types ORDER BY name")
-        assert types == [("acl-graph", "system"), ("call-graph", "system")]
+        assert types == sorted((m.name, "system") for m in BUILTIN_MODULES)
         assert db.fetchone("SELECT version_num FROM alembic_version") == (head_revision("tenant"),)
     assert not [n for n in os.listdir(hub.root) if n.endswith(".creating")]
 
@@ -130,7 +131,7 @@ def check_recovered(root: Path) -> list[str]:
         for org in orgs:
             with hub.tenant(org) as db:
                 n = db.fetchone("SELECT count(*) FROM graph_types WHERE scope = 'system'")
-                assert n == (2,)
+                assert n == (len(BUILTIN_MODULES),)
         left = [n for n in os.listdir(root) if ".creating" in n or ".building" in n]
         assert left == []
         return orgs
