@@ -104,3 +104,20 @@ def test_graph_maintenance_worker_archives_and_cleans_up(hub: Hub, org: str) -> 
     assert hub.work_once()["done"] == 2
     with hub.tenant(org) as db:
         assert [r[0] for r in db.fetchall("SELECT id FROM graphs")] == [keep.id]
+
+
+def test_secret_rotation_jobs_run_with_the_hubs_key_provider(hub_root) -> None:  # type: ignore[no-untyped-def]
+    from tenancy_helpers import peppers
+
+    from alkdev_storage.domain.rotation import start_rotation
+    from alkdev_storage.domain.secrets import StaticKeyProvider
+
+    keys = StaticKeyProvider({1: b"k" * 32, 2: b"K" * 32})
+    with Hub(hub_root, peppers=peppers(), secret_keys=keys) as hub:
+        owner = hub.create_account("o@example.com")
+        org = hub.create_organization("acme", "Acme", owner)
+        with hub.privileged(org) as db:
+            start_rotation(db, org, keys)
+        assert hub.stats(org)["queues"]["secret-rotation"]["pending"] == 1
+        assert hub.work_once() == {"done": 1, "failed": 0}
+        assert hub.stats(org)["queues"]["secret-rotation"]["pending"] == 0

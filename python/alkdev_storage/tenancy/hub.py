@@ -46,6 +46,7 @@ from alkdev_storage.database import Database
 from alkdev_storage.domain import BUILTIN_MODULES, Principal, catalog, init_tenant
 from alkdev_storage.domain.modules import module_to_db_schema
 from alkdev_storage.domain.principal import Level
+from alkdev_storage.domain.secrets import KeyProvider
 from alkdev_storage.errors import (
     NotFound,
     ScopeViolation,
@@ -130,7 +131,9 @@ class Hub:
     a tenant that is behind to the head when it is opened, instead of
     raising :class:`~alkdev_storage.errors.TenantBehind`),
     ``tenant_revision`` (the revision new tenants are created at; default
-    the head), ``recover`` (finish interrupted work now; default True).
+    the head), ``recover`` (finish interrupted work now; default True),
+    ``secret_keys`` (the secrets' key provider: the ``secret-rotation``
+    worker of :meth:`work_once` runs only with one).
 
     Thread-safe. ``close()`` (or ``with Hub(...) as hub:``) flushes
     pending last-used times and closes every handle."""
@@ -139,7 +142,8 @@ class Hub:
                  max_open: int = 256, fd_budget: int = 4096, idle_ttl: float = 300.0,
                  tenant_max_readers: int = 2, tenant_watcher_poll_ms: float | None = 10.0,
                  last_used_flush_s: float = 5.0, migrate_on_open: bool = False,
-                 tenant_revision: str | None = None, recover: bool = True) -> None:
+                 tenant_revision: str | None = None, recover: bool = True,
+                 secret_keys: KeyProvider | None = None) -> None:
         self.root = os.path.abspath(os.fspath(root))
         os.makedirs(self.root, exist_ok=True)
         self.system: Database = alkdev_storage.open(os.path.join(self.root, SYSTEM_FILE))
@@ -151,6 +155,7 @@ class Hub:
             self.system.close()
             raise
         self.migrate_on_open = migrate_on_open
+        self.secret_keys = secret_keys
         self._tenant_options: dict[str, Any] = {"max_readers": tenant_max_readers}
         if tenant_watcher_poll_ms is not None:
             self._tenant_options["watcher_poll_interval_ms"] = tenant_watcher_poll_ms

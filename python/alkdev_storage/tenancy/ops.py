@@ -18,10 +18,11 @@ catalogued queues wired to workers (docs/0025-hub-and-tenants.md).
   Tenant queues: ``graph-maintenance`` (``archive`` a graph;
   ``retention_cleanup``: delete archived graphs not updated for
   ``older_than_days``), ``schema-migration`` (re-register the built-in
-  graph types at their current versions: ``init_tenant``), the hub's own
-  ``hub-relay``. ``secret-rotation`` and ``acl-evaluation`` are left to
-  their layers (the secrets helper's rotation job, the ACL evaluator):
-  they are counted in the stats, not consumed here.
+  graph types at their current versions: ``init_tenant``),
+  ``secret-rotation`` (the domain's :func:`~alkdev_storage.domain.rotation.run_rotation`
+  with the hub's ``secret_keys`` provider, when it has one), the hub's own
+  ``hub-relay``. ``acl-evaluation`` is left to the ACL evaluator (no
+  scope cache to recompute yet): counted in the stats, not consumed.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage.domain import GraphStore, Principal, catalog, init_tenant
+from alkdev_storage.domain.rotation import run_rotation
 from alkdev_storage.schema import utcnow
 from alkdev_storage.schema.types import format_utc
 
 if TYPE_CHECKING:
+    from alkdev_storage.domain.secrets import KeyProvider
     from alkdev_storage.primitives import Job
     from alkdev_storage.tenancy.hub import Hub
 
@@ -207,6 +210,22 @@ def _schema_migration(hub: Hub, org_id: str, job: Job) -> None:
         init_tenant(db, org_id)
 
 
+def _rotate(hub: Hub, org_id: str, provider: KeyProvider) -> tuple[int, int]:
+    ok = failed = 0
+    with hub.privileged(org_id) as db:
+        while True:
+            try:
+                progress = run_rotation(db, provider, org_id=org_id,
+                                        worker_id=f"hub-worker-{os.getpid()}")
+            except Exception:  # retried or dead-lettered by run_rotation
+                failed += 1
+                break
+            if progress is None:
+                break
+            ok += 1
+    return ok, failed
+
+
 def _drain(queue: Any, worker: str, handle: Any, limit: int) -> tuple[int, int]:
     ok = failed = 0
     while ok + failed < limit:
@@ -246,5 +265,8 @@ def work_once(hub: Hub, *, tenants: list[str] | None = None, limit: int = 1000,
                 ok, bad = _drain(db.queue(name), worker,
                                  lambda j, fn=fn, org=org: fn(hub, org, j), limit)
                 done, failed = done + ok, failed + bad
+        if hub.secret_keys is not None:
+            ok, bad = _rotate(hub, org, hub.secret_keys)
+            done, failed = done + ok, failed + bad
         done += hub.relay.run_once([org])
     return {"done": done, "failed": failed}
