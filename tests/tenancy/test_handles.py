@@ -185,3 +185,13 @@ def test_a_tenant_behind_the_head_raises_unless_migrated_on_open(hub_root) -> No
         with hub.tenant(org) as db:
             assert db.fetchone("SELECT version_num FROM alembic_version") == (hub.head,)
         assert hub.tenants()[0]["schema_revision"] == hub.head
+
+
+def test_a_tenant_from_a_newer_package_is_refused_by_name(hub: Hub, org: str) -> None:
+    from alkdev_storage.errors import TenantUnavailable
+
+    with hub.privileged(org) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'tenant_9999'")
+    hub.handles.evict(org)
+    with pytest.raises(TenantUnavailable, match="unknown to this package"):
+        hub.tenant(org)

@@ -66,6 +66,7 @@ from alkdev_storage.schema import (
     migrate,
     new_id,
     normalize_email,
+    revisions,
     utcnow,
     validate_slug,
 )
@@ -410,6 +411,10 @@ class Hub:
             with _native.Database.begin(db) as tx:
                 row = tx.fetchone(self._revision_sql)
             rev = None if row is None else row[0]
+            if rev != self.head and rev not in revisions("tenant"):
+                raise TenantUnavailable(
+                    f"tenant {org_id} is at schema revision {rev}, unknown to this package "
+                    f"(head {self.head}): a newer package wrote it")
             if rev != self.head:
                 if not self.migrate_on_open or read_only:
                     raise TenantBehind(
