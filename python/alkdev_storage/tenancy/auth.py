@@ -69,7 +69,6 @@ O: sa.Table = cast(sa.Table, Organization.__table__)  # noqa: E741
 _DUMMY_ID = "00000000000000000000000000"
 _DUMMY_SECRET = "0" * 32
 _DUMMY_PEPPER = b"\x00" * 32
-_DUMMY_HASH = b"\xff" * 32
 
 
 def _ts(text: str | None) -> datetime | None:
@@ -86,10 +85,15 @@ class Authenticator:
         self.flush_every_s = flush_every_s
         db = hub.system
         self._db: Database = db
+        # Always exactly one row of the same shape (filler values when there
+        # is no such key): the same statement and row work either way.
         self._q_key = db.prepare(
-            "SELECT k.key_hash, k.pepper_version, k.account_id, k.org_id, k.scopes, "
-            "k.expires_at, k.revoked_at, a.status FROM api_keys AS k "
-            "JOIN accounts AS a ON a.id = k.account_id WHERE k.id = ?")
+            "SELECT k.id IS NOT NULL, ifnull(k.key_hash, zeroblob(32)), "
+            "ifnull(k.pepper_version, 0), ifnull(k.account_id, q.id), k.org_id, "
+            "ifnull(k.scopes, '[\"-\"]'), k.expires_at, k.revoked_at, "
+            "ifnull(a.status, 'missing') FROM (SELECT ? AS id) AS q "
+            "LEFT JOIN api_keys AS k ON k.id = q.id "
+            "LEFT JOIN accounts AS a ON a.id = ifnull(k.account_id, q.id)")
         self._q_members = db.prepare(
             "SELECT m.org_id, m.level FROM organization_memberships AS m "
             "JOIN organizations AS o ON o.id = m.org_id "
@@ -196,22 +200,22 @@ class Authenticator:
         parsed = parse_key(key)
         key_id = parsed.key_id if parsed is not None else _DUMMY_ID
         secret = parsed.secret if parsed is not None else _DUMMY_SECRET
-        row = self._db.fetchone(self._q_key, (key_id,))
+        found = self._db.fetchone(self._q_key, (key_id,))
+        assert found is not None  # the query always returns one row
+        (exists, stored, version, account_id, key_org, scopes_json, expires, revoked,
+         account_status) = found
         peppers = self.peppers
-        if row is None:
-            version, stored = peppers.current_version(), _DUMMY_HASH
-        else:
-            stored, version = row[0], row[1]
+        if not exists:
+            version = peppers.current_version()
         try:
             pepper = peppers.pepper(version)
             known = True
         except UnknownKeyVersion:
             pepper, known = _DUMMY_PEPPER, False
         digest = hash_secret(pepper, key_id, secret)
-        ok = hmac.compare_digest(digest, stored) & known & (parsed is not None) & (row is not None)
-        if not ok or row is None:
+        ok = hmac.compare_digest(digest, stored) & known & (parsed is not None) & (exists == 1)
+        if not ok:
             raise AuthenticationFailed(INVALID_KEY)
-        _, _, account_id, key_org, scopes_json, expires, revoked, account_status = row
         now = utcnow()
         exp = _ts(expires)
         if revoked is not None or account_status != "active" or (exp is not None and exp <= now):
