@@ -290,3 +290,25 @@ class LeaseLost(StorageError):
 
 
 __all__ += ["ConsumerBusy", "LeaseLost", "SubscriberOverflow"]
+
+# -- tenancy helper ("tenancy"): the hub's errors -----------------------------
+
+
+class AuthenticationFailed(StorageError, PermissionError):
+    """An API key did not authenticate. One message (``invalid API key``)
+    for every cause (malformed, bad checksum, unknown key id, wrong secret,
+    expired, revoked), so a caller learns nothing about which."""
+
+
+class TenantUnavailable(StorageError):
+    """The organization's tenant file cannot be used now: unknown to the
+    registry, still being created, archived (open it read-only), being
+    destroyed, or failed."""
+
+
+class TenantBehind(TenantUnavailable, MigrationError):
+    """The tenant file is at an older schema revision than the package's
+    head: run ``hub.migrate()`` or open it with ``migrate_on_open=True``."""
+
+
+__all__ += ["AuthenticationFailed", "TenantBehind", "TenantUnavailable"]

@@ -49,10 +49,10 @@ EXPRESSION_INDEX_WARNINGS = [
 
 
 def test_revisions_are_linear_and_readable() -> None:
-    assert revisions("system") == ["system_0001", "system_0002", "system_0003"]
-    assert revisions("tenant") == ["tenant_0001", "tenant_0002", "tenant_0003"]
-    assert head_revision("system") == "system_0003"
-    assert head_revision("tenant") == "tenant_0003"
+    assert revisions("system") == ["system_0001", "system_0002", "system_0003", "system_0004"]
+    assert revisions("tenant") == ["tenant_0001", "tenant_0002", "tenant_0003", "tenant_0004"]
+    assert head_revision("system") == "system_0004"
+    assert head_revision("tenant") == "tenant_0004"
 
 
 def test_the_environment_files_are_in_the_package() -> None:
@@ -348,7 +348,7 @@ def test_a_file_newer_than_head_is_refused(tmp_path) -> None:
 def test_the_other_kinds_file_is_refused(tmp_path) -> None:
     path = tmp_path / "system.db"
     migrate(path, "system")
-    msg = r"is a system database \(at revision system_0003\), not a tenant one"
+    msg = r"is a system database \(at revision system_0004\), not a tenant one"
     with pytest.raises(MigrationError, match=msg):
         migrate(path, "tenant")
     db = alkdev_storage.open(path)
@@ -399,7 +399,7 @@ def test_a_failing_step_leaves_nothing_of_the_run(tmp_path) -> None:
     try:
         db.execute("CREATE TABLE squatter (x)")
         db.execute("CREATE INDEX ix_edges_key_version ON squatter (x)")
-        msg = "tenant migration from base to tenant_0003 failed"
+        msg = "tenant migration from base to tenant_0004 failed"
         with pytest.raises(MigrationError, match=msg):
             migrate(db, "tenant")
         assert current_revision(db, "tenant") is None

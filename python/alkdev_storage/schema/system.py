@@ -289,3 +289,36 @@ class TenantRecord(SystemBase):
 
 #: The operations layer's tables (docs/0023): idempotent requests and cursor keys.
 OPERATION_REQUESTS, OPERATION_KEYS = operation_tables(SystemBase.metadata)
+
+# -- tenancy helper: durable per-tenant migration status (docs/0027) ---------
+
+TENANT_MIGRATION_STATUSES = ("pending", "running", "done", "failed")
+
+
+class TenantMigration(SystemBase):
+    """One tenant's place in a migration run across tenants
+    (``tenant_migrations``; docs/0027): the revision it is being brought
+    to, its status, attempts and last error. Removed with its
+    organization."""
+
+    __tablename__ = "tenant_migrations"
+    __table_args__ = (sa.Index("ix_tenant_migrations_status", "status"),)
+
+    org_id: Mapped[str] = mapped_column(
+        sa.Text, sa.ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    target_revision: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    status: Mapped[str] = mapped_column(
+        enum_type("status", *TENANT_MIGRATION_STATUSES), nullable=False
+    )
+    attempts: Mapped[int] = mapped_column(
+        sa.Integer, nullable=False, default=0, server_default="0"
+    )
+    error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    worker: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+__all__ += ["TENANT_MIGRATION_STATUSES", "TenantMigration"]

@@ -418,3 +418,21 @@ def protection_lifted(connection: object) -> Iterator[None]:
 
 #: The operations layer's tables (docs/0023): idempotent requests and cursor keys.
 OPERATION_REQUESTS, OPERATION_KEYS = operation_tables(TenantBase.metadata)
+
+# -- tenancy helper: cross-tenant relay receipts (docs/0027) ------------------
+
+
+class RelayReceipt(TenantBase):
+    """A cross-tenant change applied to this tenant (``relay_receipts``;
+    docs/0027): ``dedupe_key`` is written in the same transaction as the
+    change, so a relay that delivers twice applies once."""
+
+    __tablename__ = "relay_receipts"
+
+    dedupe_key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    source_org_id: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    kind: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    applied_at: Mapped[datetime] = _created_at()
+
+
+__all__ += ["RelayReceipt"]
