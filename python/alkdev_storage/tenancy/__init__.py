@@ -41,7 +41,7 @@ from alkdev_storage.tenancy.keys import (
     parse_key,
 )
 from alkdev_storage.tenancy.paths import check_id, tenant_file_name
-from alkdev_storage.tenancy.session import Identity, SessionContext, TenantSession
+from alkdev_storage.tenancy.session import Identity, TenantSession
 
 __all__ = [
     "INVALID_KEY",
@@ -57,7 +57,6 @@ __all__ = [
     "Identity",
     "Lease",
     "PepperProvider",
-    "SessionContext",
     "StaticPepperProvider",
     "TenantDatabase",
     "TenantSession",

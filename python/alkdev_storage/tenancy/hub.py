@@ -55,6 +55,7 @@ from alkdev_storage.errors import (
     TenantUnavailable,
     ValidationFailed,
 )
+from alkdev_storage.operations import CallContext
 from alkdev_storage.schema import (
     Account,
     ApiKey,
@@ -79,7 +80,7 @@ from alkdev_storage.tenancy.keys import PepperProvider
 from alkdev_storage.tenancy.migrations import MigrationReport, Progress, behind, migrate_all
 from alkdev_storage.tenancy.paths import SYSTEM_FILE, check_id, tenant_path
 from alkdev_storage.tenancy.relay import Relay
-from alkdev_storage.tenancy.session import Identity, TenantSession, make_context
+from alkdev_storage.tenancy.session import Identity, TenantSession
 
 __all__ = ["Hub"]
 
@@ -665,7 +666,7 @@ class Hub:
                 delegated = self.auth.delegated_scopes(lease.db, principal.account_id, agent_id)
                 if not delegated:
                     raise denied
-            ctx = make_context(principal=principal, request_id=request_id,
+            ctx = CallContext(principal=principal, request_id=request_id,
                                memberships=memberships, key_scopes=key_scopes,
                                agent_id=agent_id, delegated_scopes=delegated)
         except BaseException:

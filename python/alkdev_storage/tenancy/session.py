@@ -8,23 +8,24 @@
   the tenant :attr:`~TenantSession.db` (leased: closing the session ends
   the lease), the domain :class:`~alkdev_storage.domain.Principal` and the
   operation :attr:`~TenantSession.context` (the operations layer's
-  ``CallContext`` when that layer is installed, else a
-  :class:`SessionContext` with the same fields).
+  :class:`~alkdev_storage.operations.CallContext`), and :meth:`call`
+  through the tenant :class:`~alkdev_storage.operations.Dispatcher`.
 """
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any
 
 from alkdev_storage.domain import GraphStore, Principal
+from alkdev_storage.operations import CallContext, Dispatcher
 from alkdev_storage.tenancy.guard import TenantDatabase
 from alkdev_storage.tenancy.handles import Lease
 
-__all__ = ["Identity", "SessionContext", "TenantSession"]
+__all__ = ["Identity", "TenantSession"]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -53,52 +54,19 @@ class Identity:
         return self.memberships.get(org_id)
 
 
-@dataclass(frozen=True)
-class SessionContext:
-    """The operation context of a session: the fields of the operations
-    layer's ``CallContext`` (COMMON10.md), used when that layer is absent."""
-
-    principal: Principal
-    request_id: str | None = None
-    memberships: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    key_scopes: frozenset[str] | None = None
-    agent_id: str | None = None
-    delegated_scopes: frozenset[str] | None = None
-
-
-_CONTEXT_CLASS: Any = None
-
-
-def _call_context_class() -> Any:
-    global _CONTEXT_CLASS
-    if _CONTEXT_CLASS is None:
-        try:
-            module = importlib.import_module("alkdev_storage.operations")
-        except ImportError:
-            _CONTEXT_CLASS = SessionContext
-        else:
-            _CONTEXT_CLASS = getattr(module, "CallContext", SessionContext)
-    return _CONTEXT_CLASS
-
-
-def make_context(**fields: Any) -> Any:
-    """A ``CallContext`` (operations layer) or :class:`SessionContext`."""
-    return _call_context_class()(**fields)
-
-
 class TenantSession:
     """An authorised session in one tenant (see the module docstring).
     Use it as a context manager or call :meth:`close` (ends the handle
     lease; the Database stays cached for others)."""
 
-    def __init__(self, lease: Lease, org_id: str, principal: Principal, context: Any,
+    def __init__(self, lease: Lease, org_id: str, principal: Principal, context: CallContext,
                  identity: Identity | None) -> None:
         self._lease = lease
         self.org_id = org_id
         self.principal = principal
         self.context = context
         self.identity = identity
-        self._dispatcher: Any = None
+        self._dispatcher: Dispatcher | None = None
 
     @property
     def db(self) -> TenantDatabase:
@@ -113,20 +81,13 @@ class TenantSession:
         return GraphStore(self.db, self.org_id, self.principal, **options)
 
     def call(self, op_id: str, input: Any, request_id: str | None = None) -> Any:
-        """Run operation ``op_id`` through the tenant Dispatcher of the
-        operations layer. Raises ``NotImplementedError`` when that layer is
-        not installed."""
-        try:
-            ops = importlib.import_module("alkdev_storage.operations")
-        except ImportError:
-            raise NotImplementedError(
-                "TenantSession.call needs alkdev_storage.operations (not installed)") from None
+        """Run operation ``op_id`` through the tenant
+        :class:`~alkdev_storage.operations.Dispatcher` with this session's
+        context (``request_id`` makes a mutation idempotent)."""
         if self._dispatcher is None:
-            self._dispatcher = ops.Dispatcher(self.db, "tenant")
+            self._dispatcher = Dispatcher(self.db, "tenant", org_id=self.org_id)
         ctx = self.context
         if request_id is not None:
-            import dataclasses
-
             ctx = dataclasses.replace(ctx, request_id=request_id)
         return self._dispatcher.call(op_id, input, ctx)
 
