@@ -5,6 +5,7 @@ database file with the stdlib sqlite3 module and on what the block prints."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -67,8 +68,30 @@ def oracle(query: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.parametrize("block", blocks(), ids=lambda b: f"line{b[0]}")
-def test_every_block_runs_whole_on_its_own(in_tmp: Path, block: tuple[int, str]) -> None:
-    run_block(block)
+def test_every_block_runs_whole_on_its_own(
+    in_tmp: Path, block: tuple[int, str], request: pytest.FixtureRequest
+) -> None:
+    with redis_for(block, request):
+        run_block(block)
+
+
+@contextlib.contextmanager
+def redis_for(block: tuple[int, str], request: pytest.FixtureRequest) -> Iterator[None]:
+    """A block that talks to Redis gets our own test server (REDIS_URL)."""
+    if "import redis" not in block[1]:
+        yield
+        return
+    server = request.getfixturevalue("redis_server")
+    server.client().flushall()
+    old = os.environ.get("REDIS_URL")
+    os.environ["REDIS_URL"] = f"redis://{server.host}:{server.port}/0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["REDIS_URL"]
+        else:
+            os.environ["REDIS_URL"] = old
 
 
 def test_there_are_samples_to_run() -> None:
@@ -151,3 +174,23 @@ def test_operations(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert con.execute("SELECT owner_id, title FROM notes").fetchall() == [("alice", "hello")]
     finally:
         con.close()
+
+
+def test_events(in_tmp: Path, capsys: pytest.CaptureFixture[str],
+                request: pytest.FixtureRequest) -> None:
+    block = block_with("RedisRelay(db, r")
+    with redis_for(block, request):
+        run_block(block)
+    assert capsys.readouterr().out.splitlines() == [
+        "[{'op': 'created'}, {'op': 'renamed'}]",
+        "[('c1', 'requested')]",
+        "hub b: call:c1 {'status': 'requested'} hub-a/calls/1",
+    ]
+
+
+def test_hub(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_block(block_with("Hub(\"hub-data\""))
+    assert capsys.readouterr().out.splitlines() == ["['acme', 'globex']", "True", "[] []"]
+    root = in_tmp / "hub-data"
+    assert (root / "system.db").exists()
+    assert len(list(root.glob("tenant-*.db"))) == 2
