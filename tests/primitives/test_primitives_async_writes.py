@@ -284,3 +284,36 @@ def test_try_begin_never_waits(db, db_path) -> None:  # type: ignore[no-untyped-
     tx.execute("INSERT INTO t VALUES (2)")
     tx.rollback()
     assert db.fetchall("SELECT x FROM t") == [(1,)]
+
+
+def test_try_begin_leaves_the_auto_checkpoint_to_a_waiting_thread(db, db_path) -> None:  # type: ignore[no-untyped-def]
+    """A commit that would run the automatic WAL checkpoint (10,000 frames:
+    page copies and an fsync) is not made on the event loop: try_begin()
+    declines near the threshold, the write goes to the pool, checkpoints
+    there, and the fast path resumes."""
+    q = db.queue("ckpt")
+    page = db.fetchone("PRAGMA page_size")[0]
+    declined_at = None
+    for i in range(20_000):
+        tx = db.try_begin()
+        if tx is None:
+            declined_at = i
+            break
+        q.enqueue({"i": i, "pad": "x" * 200}, tx=tx)
+        tx.commit()
+    assert declined_at is not None, "try_begin never declined"
+    wal_frames = db_path.with_name(db_path.name + "-wal").stat().st_size // (page + 24)
+    assert wal_frames >= 10_000 - 256 - 64  # declined only near the threshold
+    # Writes near the threshold go through the pool (one of them runs the
+    # checkpoint there); then the WAL restarts and the fast path resumes.
+    async def until_fast() -> int:
+        for n in range(2_000):
+            tx = db.try_begin()
+            if tx is not None:
+                tx.rollback()
+                return n
+            await q.aenqueue({"via": "pool", "pad": "x" * 200})
+        raise AssertionError("the fast path never resumed")
+
+    slow_writes = asyncio.run(until_fast())
+    assert 1 <= slow_writes < 2_000

@@ -11,6 +11,10 @@ use rusqlite::ffi;
 use std::ffi::{c_char, c_int};
 use std::ptr;
 
+/// Frames short of the `wal_autocheckpoint` threshold from which
+/// `try_begin_immediate` declines: a commit then may checkpoint.
+const CHECKPOINT_MARGIN: u32 = 256;
+
 /// The control statements (index into `Conn::control`).
 #[derive(Clone, Copy)]
 pub enum Control {
@@ -91,10 +95,17 @@ impl Conn {
     }
 
     /// BEGIN IMMEDIATE only if the file's write lock is free now: false
-    /// (nothing begun) when another process holds it or when a hand-off
-    /// pause is due (docs/0011); never waits, never sleeps.
+    /// (nothing begun) when another process holds it, when a hand-off
+    /// pause is due (docs/0011) or when the WAL is within
+    /// `CHECKPOINT_MARGIN` frames of the auto-checkpoint threshold (the
+    /// commit would copy pages and fsync); never waits, never sleeps.
     pub fn try_begin_immediate(&mut self, py: Python<'_>) -> PyResult<bool> {
         if self._busy.pause().is_some() {
+            return Ok(false);
+        }
+        if self.checkpoint_near(CHECKPOINT_MARGIN) {
+            // Its COMMIT would likely run the automatic checkpoint: leave
+            // that to a thread that may wait (docs/0020).
             return Ok(false);
         }
         self._busy.set_no_wait(true);

@@ -62,6 +62,10 @@ pub struct Conn {
     control: [*mut ffi::sqlite3_stmt; control::COUNT],
     /// Readers: the WAL-index header (SQLite's own shared mapping).
     shm: Option<ShmHeader>,
+    /// The writer: the WAL-index header (to see a checkpoint coming).
+    wal_hdr: Option<ShmHeader>,
+    /// The writer: its `wal_autocheckpoint` threshold in frames (0: off).
+    autockpt: u32,
     /// Readers: the implicit read transaction kept between statements.
     snap: ReadSnapshot,
     /// Readers: thread tag of the thread that took it from the pool.
@@ -152,6 +156,8 @@ impl Conn {
             writer: false,
             control: [ptr::null_mut(); control::COUNT],
             shm: None,
+            wal_hdr: None,
+            autockpt: 0,
             snap: ReadSnapshot::default(),
             holder: 0,
             func_gen: 0,

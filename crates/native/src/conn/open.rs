@@ -52,6 +52,7 @@ impl Conn {
         honker_core::attach_honker_functions(&conn)?;
         let mut c = Conn::wrap(conn, timeout);
         c.writer = true;
+        c.watch_checkpoints();
         Ok(c)
     }
 

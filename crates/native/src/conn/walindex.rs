@@ -72,6 +72,34 @@ impl Conn {
         unsafe { map_region0(self.db) }.map(ShmHeader)
     }
 
+    /// The writer: map the WAL-index header and read the auto-checkpoint
+    /// threshold, so [`Conn::checkpoint_near`] can tell when a commit may
+    /// run a checkpoint.
+    pub(super) fn watch_checkpoints(&mut self) {
+        self.wal_hdr = self.map_shm();
+        self.autockpt = self
+            .conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get::<_, i64>(0))
+            .map(|n| n.clamp(0, i64::from(u32::MAX)) as u32)
+            .unwrap_or(0);
+    }
+
+    /// The WAL holds nearly enough frames for the next commit to run an
+    /// automatic checkpoint (milliseconds of page copying and an fsync):
+    /// within `margin` frames of the threshold. False when unknown.
+    pub fn checkpoint_near(&self, margin: u32) -> bool {
+        let Some(hdr) = &self.wal_hdr else {
+            return false;
+        };
+        if self.autockpt == 0 {
+            return false;
+        }
+        // SAFETY: the region stays mapped while the connection is open.
+        let h = unsafe { read_header(hdr.0) };
+        // WalIndexHdr: mxFrame is the u32 at byte offset 16.
+        h[4].saturating_add(margin) >= self.autockpt
+    }
+
     /// Readers, before a statement outside any session: keep the implicit
     /// read transaction if nothing was committed since it began (the header
     /// of the WAL index is unchanged), else start a fresh one. Reusing it
