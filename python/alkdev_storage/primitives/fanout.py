@@ -11,15 +11,9 @@ Decisions
   batch comes back full), once per commit tick, under the fan-out lock;
   each row goes to the listeners of its channel (one shared
   :class:`~alkdev_storage.primitives.notify.Notification` object).
-* Blocking waits use a leader/follower scheme, no thread of its own: the
-  first waiting listener becomes the leader and waits (GIL released,
-  signal-aware) on the shared subscription; on a tick it reads once and
-  feeds the buffers; the others sleep on their own ``threading.Event``
-  (in 50 ms slices in the main thread, so Ctrl-C stops them promptly) and
-  are woken when their buffer fills or when leadership is handed over.
-* asyncio listeners wake on the Database's wake hub; a read happens only
-  when the hub's generation moved since the last asyncio-triggered read,
-  so any number of async listeners share one read per commit.
+* Waiting (leader/follower blocking waits, asyncio waits on the wake
+  hub; no thread of its own) is :class:`~.shared_reader.SharedReader`'s,
+  shared with the stream fan-out.
 * Buffers are bounded (``max_buffered``, default 10,000 per listener); on
   overflow the oldest buffered notification is dropped and the listener's
   ``dropped`` counter grows: a slow listener never stalls the others.
@@ -35,24 +29,20 @@ Decisions
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from alkdev_storage import errors as _errors
-from alkdev_storage.primitives.wake import resolve
+from alkdev_storage.primitives.shared_reader import SharedReader
 
 if TYPE_CHECKING:
-    from alkdev_storage import _native
     from alkdev_storage.primitives.contract import DatabaseContract
     from alkdev_storage.primitives.notify import Listener, Notification
 
 __all__ = ["FANOUT_BATCH", "Fanout", "fanout_of"]
 
 FANOUT_BATCH = 1000
-_MAIN_SLICE_S = 0.05  # main-thread follower wait slice (Ctrl-C latency)
 
 SQL_FANOUT_READ = (
     "SELECT id, channel, payload, created_at FROM _honker_notifications "
@@ -76,23 +66,14 @@ def fanout_of(db: DatabaseContract) -> Fanout:
     return fan
 
 
-class Fanout:
+class Fanout(SharedReader):
     """Shared notification reader of one Database (see the module doc)."""
 
     def __init__(self, db: DatabaseContract) -> None:
-        self._db_ref = weakref.ref(db)
-        self._lock = threading.Lock()
+        super().__init__(db)
         self._channels: dict[str, weakref.WeakSet[Listener]] = {}
         self._matchers: weakref.WeakSet[Listener] = weakref.WeakSet()
-        self._sub: _native.UpdateSubscription | None = None
         self._last_id = 0
-        self._leading = False
-        self._force = False
-        self._waiting: dict[Listener, None] = {}
-        self._async_gen = -1
-        self._aleading = False
-        self._awaiting: dict[Listener, None] = {}
-        self._last_read = time.monotonic()
         self._s_read = db.statement(SQL_FANOUT_READ)
         self._s_chan_max = db.statement(SQL_CHANNEL_MAX)
         self._s_max = db.statement(SQL_MAX_ID)
@@ -183,12 +164,6 @@ class Fanout:
             self._ahandoff_locked()
         listener._ready.set()
 
-    def _db(self) -> DatabaseContract:
-        db = self._db_ref()
-        if db is None:
-            raise _errors.InterfaceError("the Database was garbage-collected")
-        return db
-
     # -- reading -------------------------------------------------------
 
     def _read_locked(self) -> None:
@@ -221,135 +196,15 @@ class Fanout:
             if len(rows) < FANOUT_BATCH:
                 return
 
-    async def wait_async(self, listener: Listener, timeout: float | None) -> None:
-        """asyncio twin of :meth:`wait`: one task (any loop) leads and waits
-        on the wake hub, reads once per commit and wakes the listeners it
-        fed; the others await their own future (no wake per commit)."""
-        loop = asyncio.get_running_loop()
-        db = self._db()
-        hub = db.wake_hub()
-        with self._lock:
-            if listener._buffer or listener.closed:
-                return
-            lead = not self._aleading
-            if lead:
-                self._aleading = True
-            else:
-                fut: asyncio.Future[None] = loop.create_future()
-                listener._fut = fut
-                self._awaiting[listener] = None
-        if not lead:
-            handle = (
-                loop.call_later(max(0.0, timeout), resolve, fut) if timeout is not None else None
-            )
-            try:
-                await fut
-            finally:
-                listener._fut = None
-                if handle is not None:
-                    handle.cancel()
-                with self._lock:
-                    self._awaiting.pop(listener, None)
-                    self._ahandoff_locked()
-            return
-        try:
-            fallback = listener.fallback_poll_s
-            gen = hub.token()
-            if gen == self._async_gen and not self._force:
-                wait_s = _shorter(timeout, fallback)
-                await hub.wait(gen, wait_s, listener)
-                if hub.ended:
-                    return
-                gen = hub.token()
-                if gen == self._async_gen and not self._force:
-                    if fallback is None or time.monotonic() - self._last_read < fallback:
-                        return
-            with self._lock:
-                if self._sub is not None:
-                    self._async_gen = gen
-                    self._force = False
-                    self._read_locked()
-        finally:
-            with self._lock:
-                self._aleading = False
-                self._ahandoff_locked()
+    # -- SharedReader hooks (waiting is in shared_reader.py) --------------
 
-    def _ahandoff_locked(self) -> None:
-        if not self._aleading and self._awaiting:
-            wake_future(next(iter(self._awaiting))._fut)
+    def _idle(self, member: Any) -> bool:
+        listener: Listener = member
+        return bool(listener._buffer) or listener.closed
 
-    # -- blocking wait (leader / follower) ------------------------------
-
-    def wait(self, listener: Listener, timeout: float | None) -> None:
-        """Block until ``listener``'s buffer may have grown, ``timeout``
-        passes, leadership is handed over, or the listener/Database ends.
-        Raises InterfaceError if the watcher died under an open Database."""
-        with self._lock:
-            if listener._buffer or listener.closed:
-                return
-            lead = not self._leading
-            if lead:
-                self._leading = True
-                listener._leader = True
-                sub = self._sub
-                force, self._force = self._force, False
-            else:
-                listener._ready.clear()
-                self._waiting[listener] = None
-        if not lead:
-            try:
-                if threading.current_thread() is threading.main_thread():
-                    timeout = _MAIN_SLICE_S if timeout is None else min(timeout, _MAIN_SLICE_S)
-                listener._ready.wait(timeout)
-            finally:
-                with self._lock:
-                    self._waiting.pop(listener, None)
-            return
-        try:
-            if sub is None:
-                return
-            if force:
-                with self._lock:
-                    self._read_locked()
-                return
-            fallback = listener.fallback_poll_s
-            wait_s = _shorter(timeout, fallback)
-            try:
-                ticked = sub.wait(wait_s)
-            except _errors.InterfaceError:
-                if sub is not self._sub:
-                    return  # swapped by unregister(): re-check state
-                raise
-            if ticked or (fallback is not None and time.monotonic() - self._last_read >= fallback):
-                with self._lock:
-                    if self._sub is not None:
-                        self._read_locked()
-        finally:
-            with self._lock:
-                self._leading = False
-                listener._leader = False
-                self._handoff_locked()
-
-    def leave(self) -> None:
-        """A blocking caller is done waiting: make sure someone leads if
-        others still wait."""
-        if self._waiting:
-            with self._lock:
-                self._handoff_locked()
-
-    def _handoff_locked(self) -> None:
-        if not self._leading and self._waiting:
-            next(iter(self._waiting))._ready.set()
-
-    def end(self) -> None:
-        """The Database closed: wake every waiter."""
-        with self._lock:
-            waiting = list(self._waiting)
-            awaiting = list(self._awaiting)
-        for lst in waiting:
-            lst._ready.set()
-        for lst in awaiting:
-            wake_future(lst._fut)
+    def _fallback(self, member: Any) -> float | None:
+        listener: Listener = member
+        return listener.fallback_poll_s
 
 
 def _push_matching(
@@ -373,27 +228,3 @@ def _push_matching(
                 n = Notification._from_tuple(r)
             lst._push(n)
     return n
-
-
-def _shorter(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
-
-
-def wake_future(fut: asyncio.Future[None] | None) -> None:
-    """Resolve ``fut`` from any thread (no-op for None or done)."""
-    if fut is None or fut.done():
-        return
-    loop = fut.get_loop()
-    try:
-        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        fut.set_result(None)
-        return
-    try:
-        loop.call_soon_threadsafe(resolve, fut)
-    except RuntimeError:
-        pass  # that loop is closed

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from alkdev_storage import _native
 from alkdev_storage.errors import InterfaceError
-from alkdev_storage.primitives.fanout import fanout_of, wake_future
+from alkdev_storage.primitives.fanout import fanout_of
 from alkdev_storage.primitives.payload import decode
+from alkdev_storage.primitives.shared_reader import wake_future
 from alkdev_storage.primitives.validate import check_name, is_closed_error
 from alkdev_storage.primitives.wake import END, IDLE, NOTHING, WakeIterator, resolve
 

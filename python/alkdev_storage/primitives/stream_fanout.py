@@ -33,13 +33,10 @@ Decisions
   buffer, exactly like a replaying subscription, until it catches up and
   joins again. A slow consumer therefore never stalls the others and never
   grows without bound, and a durable consumer never misses an event.
-* Waiting, without a thread of our own (as in :mod:`.fanout`):
-  blocking members use leader/follower (the first waiting member waits
-  on the shared subscription, GIL released, signal-aware, and on a tick
-  reads once and feeds every buffer; the others sleep on their own
-  ``threading.Event``, in 50 ms slices in the main thread for Ctrl-C);
-  asyncio members share the Database's wake hub (one task leads and reads
-  when the hub's generation moved; the others await their own future).
+* Waiting, without a thread of our own, is
+  :class:`~.shared_reader.SharedReader`'s (as for :mod:`.fanout`):
+  leader/follower blocking waits on the shared subscription, asyncio
+  waits on the Database's wake hub.
 * Determinism of ``get(0)`` / ``timeout=`` kept: a member whose wait
   times out with nothing runs one shared read if none started since its
   call began, so an event committed before the call is always seen (the
@@ -51,14 +48,12 @@ Decisions
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import errors as _errors
-from alkdev_storage.primitives.fanout import wake_future
-from alkdev_storage.primitives.wake import resolve
+from alkdev_storage.primitives.shared_reader import SharedReader, wake_future
 
 if TYPE_CHECKING:
     from alkdev_storage import _native
@@ -68,7 +63,6 @@ if TYPE_CHECKING:
 __all__ = ["STREAM_FANOUT_BATCH", "StreamFanout", "stream_fanout_of"]
 
 STREAM_FANOUT_BATCH = 1000
-_MAIN_SLICE_S = 0.05  # main-thread follower wait slice (Ctrl-C latency)
 
 SQL_SHARED_READ = (
     "SELECT offset, topic, key, payload, created_at FROM _honker_stream "
@@ -95,23 +89,15 @@ def stream_fanout_of(db: DatabaseContract) -> StreamFanout:
     return fan
 
 
-class StreamFanout:
+class StreamFanout(SharedReader):
     """Shared ``_honker_stream`` reader of one Database (see the module
     doc)."""
 
     def __init__(self, db: DatabaseContract) -> None:
-        self._db_ref = weakref.ref(db)
-        self._lock = threading.Lock()
+        super().__init__(db)
         self._topics: dict[str, weakref.WeakSet[StreamSubscription]] = {}
-        self._sub: _native.UpdateSubscription | None = None
         self._last = 0
         self._seq = 0  # shared reads started (and feed starts)
-        self._leading = False
-        self._force = False
-        self._waiting: dict[StreamSubscription, None] = {}
-        self._async_gen = -1
-        self._aleading = False
-        self._awaiting: dict[StreamSubscription, None] = {}
         # Statements are prepared on first use: a subscription made on a
         # closed Database ends on its first step, as it always did.
         self._s_read: _native.Statement | None = None
@@ -150,12 +136,6 @@ class StreamFanout:
             f"<StreamFanout last_offset={self._last} members={self.member_count()} "
             f"reads={self.reads} queries={self.queries} overflows={self.overflows}>"
         )
-
-    def _db(self) -> DatabaseContract:
-        db = self._db_ref()
-        if db is None:
-            raise _errors.InterfaceError("the Database was garbage-collected")
-        return db
 
     # -- own reads and joining -------------------------------------------
 
@@ -328,129 +308,8 @@ class StreamFanout:
             if self._seq == seq0 and self._sub is not None and self._topics:
                 self._read_locked()
 
-    # -- blocking wait (leader / follower) --------------------------------
+    # -- SharedReader hook (waiting is in shared_reader.py) ----------------
 
-    def wait(self, m: StreamSubscription, timeout: float | None) -> None:
-        """Block until ``m``'s buffer may have grown, ``timeout`` passes,
-        leadership is handed over, or ``m`` leaves the feed or ends.
-        Raises InterfaceError if the watcher died under an open Database."""
-        with self._lock:
-            if m._buffer or not m._member or m.closed:
-                return
-            lead = not self._leading
-            if lead:
-                self._leading = True
-                m._leader = True
-                sub = self._sub
-                force, self._force = self._force, False
-            else:
-                m._ready.clear()
-                self._waiting[m] = None
-        if not lead:
-            try:
-                if threading.current_thread() is threading.main_thread():
-                    timeout = _MAIN_SLICE_S if timeout is None else min(timeout, _MAIN_SLICE_S)
-                m._ready.wait(timeout)
-            finally:
-                with self._lock:
-                    self._waiting.pop(m, None)
-            return
-        try:
-            if sub is None:
-                return
-            if force:
-                with self._lock:
-                    if self._sub is not None:
-                        self._read_locked()
-                return
-            try:
-                ticked = sub.wait(timeout)
-            except _errors.InterfaceError:
-                if sub is not self._sub:
-                    return  # swapped by unregister(): re-check state
-                raise
-            if ticked:
-                with self._lock:
-                    if self._sub is not None:
-                        self._read_locked()
-        finally:
-            with self._lock:
-                self._leading = False
-                m._leader = False
-                self._handoff_locked()
-
-    def leave(self) -> None:
-        """A blocking caller is done waiting: make sure someone leads if
-        others still wait."""
-        if self._waiting:
-            with self._lock:
-                self._handoff_locked()
-
-    def _handoff_locked(self) -> None:
-        if not self._leading and self._waiting:
-            next(iter(self._waiting))._ready.set()
-
-    # -- asyncio wait -----------------------------------------------------
-
-    async def wait_async(self, m: StreamSubscription, timeout: float | None) -> None:
-        """asyncio twin of :meth:`wait`: one task (any loop) leads and waits
-        on the wake hub, reads once per commit and wakes the members it
-        fed; the others await their own future."""
-        loop = asyncio.get_running_loop()
-        hub = self._db().wake_hub()
-        with self._lock:
-            if m._buffer or not m._member or m.closed:
-                return
-            lead = not self._aleading
-            if lead:
-                self._aleading = True
-            else:
-                fut: asyncio.Future[None] = loop.create_future()
-                m._fut = fut
-                self._awaiting[m] = None
-        if not lead:
-            handle = (
-                loop.call_later(max(0.0, timeout), resolve, fut) if timeout is not None else None
-            )
-            try:
-                await fut
-            finally:
-                m._fut = None
-                if handle is not None:
-                    handle.cancel()
-                with self._lock:
-                    self._awaiting.pop(m, None)
-                    self._ahandoff_locked()
-            return
-        try:
-            gen = hub.token()
-            if gen == self._async_gen and not self._force:
-                await hub.wait(gen, timeout, m)
-                if hub.ended:
-                    return
-                gen = hub.token()
-                if gen == self._async_gen and not self._force:
-                    return
-            with self._lock:
-                if self._sub is not None:
-                    self._async_gen = gen
-                    self._force = False
-                    self._read_locked()
-        finally:
-            with self._lock:
-                self._aleading = False
-                self._ahandoff_locked()
-
-    def _ahandoff_locked(self) -> None:
-        if not self._aleading and self._awaiting:
-            wake_future(next(iter(self._awaiting))._fut)
-
-    def end(self) -> None:
-        """The Database closed: wake every waiter."""
-        with self._lock:
-            waiting = list(self._waiting)
-            awaiting = list(self._awaiting)
-        for m in waiting:
-            m._ready.set()
-        for m in awaiting:
-            wake_future(m._fut)
+    def _idle(self, member: Any) -> bool:
+        m: StreamSubscription = member
+        return bool(m._buffer) or not m._member or m.closed
