@@ -440,20 +440,6 @@ pub fn unwatch(file: &Arc<FileWatch>) {
     drop(entry);
 }
 
-/// The next multiple of `period` after `now`, counted from one process-wide
-/// origin: every file polled with the same period falls due at the same
-/// instants, so the poll thread wakes once per period for all of them
-/// instead of once per file (a thousand idle files with staggered phases
-/// cost a thousand wake-ups per period otherwise). A file is never polled
-/// later than one period after its previous poll.
-fn on_grid(now: Instant, period: Duration) -> Instant {
-    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let origin = *ORIGIN.get_or_init(Instant::now);
-    let p = period.as_nanos().max(1);
-    let k = now.saturating_duration_since(origin).as_nanos() / p + 1;
-    origin + Duration::from_nanos((k * p).min(u128::from(u64::MAX)) as u64)
-}
-
 /// The poll thread.
 fn run() {
     let mut st = HUB.st.lock();
@@ -482,12 +468,11 @@ fn run() {
                     e.file.fire();
                     e.active_until = now + ACTIVE_FOR;
                 }
-                let period = if now < e.active_until {
-                    e.interval
+                e.next_due = if now < e.active_until {
+                    now + e.interval
                 } else {
-                    e.interval * IDLE_FACTOR
+                    now + e.interval * IDLE_FACTOR
                 };
-                e.next_due = on_grid(now, period);
             }
             next = next.min(e.next_due).min(e.next_stat);
         }
@@ -513,19 +498,6 @@ fn run() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn polls_with_one_period_share_their_instants() {
-        let p = Duration::from_millis(30);
-        let _ = on_grid(Instant::now(), p); // the origin is set by the first call
-        let a = Instant::now();
-        let b = a + Duration::from_millis(7);
-        let (ga, gb) = (on_grid(a, p), on_grid(b, p));
-        assert!(ga > a && ga <= a + p && gb > b && gb <= b + p);
-        // Files polled at different moments of one period fall due together.
-        assert!(ga == gb || gb == ga + p);
-        assert_eq!(on_grid(ga, p), ga + p);
-    }
 
     #[test]
     fn ticks_coalesce_and_an_end_wins() {
