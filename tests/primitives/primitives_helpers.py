@@ -19,40 +19,16 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/: child_processes (also when run as a script)
+from child_processes import finish as finish  # noqa: E402  (re-exported for the tests)
+from child_processes import read_line as read_line  # noqa: E402
+from child_processes import spawn_role  # noqa: E402
+
 ROOT = HERE.parent.parent
 
 def spawn(role: str, *args: Any) -> subprocess.Popen[str]:
-    """Start a child running ``role``; stdout is a pipe of JSON lines."""
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "primitives_helpers.py"), role, *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float = 20.0) -> dict[str, Any]:
-    """Next JSON line of a child (fails the test on timeout or exit)."""
-    box: list[str] = []
-    t = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    t.start()
-    t.join(timeout)
-    if not box or not box[0]:
-        err = ""
-        if proc.poll() is not None:
-            err = proc.stderr.read() if proc.stderr else ""  # type: ignore[union-attr]
-        raise AssertionError(f"no output from child within {timeout}s; stderr: {err}")
-    return json.loads(box[0])  # type: ignore[no-any-return]
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 60.0) -> list[dict[str, Any]]:
-    """Wait for a child; return its JSON lines (fails on a non-zero exit)."""
-    out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, f"child failed ({proc.returncode}): {err}"
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+    """Start a child running ``role`` of this script (JSON lines on stdout)."""
+    return spawn_role(HERE / "primitives_helpers.py", role, *args)
 
 
 def kill9(proc: subprocess.Popen[str]) -> None:
