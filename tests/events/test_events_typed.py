@@ -117,3 +117,20 @@ def test_in_process_target_with_catalog_and_subscription_models() -> None:
     ps.publish(GRAPH_CREATED, "g2", {"graph_id": "g2", "graph_type_id": "t"})
     [only] = list(sub)
     assert isinstance(only, GraphCreated) and only.graph_id == "g1"
+
+
+def test_with_detail_keeps_every_field_of_the_delivery() -> None:
+    """Typed validation replaces an event's detail with the parsed model:
+    the copy keeps the type, origin, id and the subclass's position."""
+    from alkdev_storage.events import Event
+    from alkdev_storage.events.redis_target import RedisEvent
+
+    e = RedisEvent("a:b", {"x": 1}, origin="o", id="i", message_id="m", entry_id="1-0",
+                   source="s")
+    f = e.with_detail({"y": 2})
+    assert type(f) is RedisEvent
+    assert (f.type, f.origin, f.id, f.message_id, f.entry_id, f.source) == (
+        "a:b", "o", "i", "m", "1-0", "s")
+    assert f.detail == {"y": 2} and e.detail == {"x": 1}
+    g = Event("t", 1, origin="o", id="x").with_detail(2)
+    assert type(g) is Event and (g.type, g.detail, g.origin, g.id) == ("t", 2, "o", "x")

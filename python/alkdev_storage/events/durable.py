@@ -112,18 +112,6 @@ class DurableEvent(Event):
         self.consumer = consumer
         self._target = target
 
-    def with_detail(self, detail: Any) -> DurableEvent:
-        """A copy with another ``detail``."""
-        return DurableEvent(
-            self.type,
-            detail,
-            origin=self.origin,
-            id=self.id,
-            offset=self.offset,
-            stream=self.stream,
-            consumer=self.consumer,
-            target=self._target,
-        )
 
     def commit(self, tx: Any) -> None:
         """Save this event's offset for its consumer inside ``tx`` (the

@@ -28,9 +28,10 @@ and whose ``origin`` is None.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel
 
@@ -74,9 +75,12 @@ class Event:
         self.origin = origin
         self.id = id
 
-    def with_detail(self, detail: Any) -> Event:
-        """A copy with another ``detail`` (same type, origin and id)."""
-        return Event(self.type, detail, origin=self.origin, id=self.id)
+    def with_detail(self, detail: Any) -> Self:
+        """A copy with another ``detail`` (the same type, origin, id and, for
+        a subclass, its position fields)."""
+        new = copy.copy(self)
+        new.detail = detail
+        return new
 
     def __repr__(self) -> str:
         extra = f", origin={self.origin!r}" if self.origin is not None else ""

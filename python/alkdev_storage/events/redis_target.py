@@ -95,17 +95,6 @@ class RedisEvent(Event):
         self.entry_id = entry_id
         self.source = source
 
-    def with_detail(self, detail: Any) -> RedisEvent:
-        """A copy with another ``detail``."""
-        return RedisEvent(
-            self.type,
-            detail,
-            origin=self.origin,
-            id=self.id,
-            message_id=self.message_id,
-            entry_id=self.entry_id,
-            source=self.source,
-        )
 
 
 class RedisEventTarget:
